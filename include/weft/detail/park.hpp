@@ -1,0 +1,73 @@
+#pragma once
+// detail/park.hpp: the blocking primitive under every channel, select and
+// sync object. A blocked party is a fiber (it parks and its worker runs
+// other fibers) or a plain OS thread (it sleeps on a futex); the code that
+// blocks and the code that wakes it do not need to know which.
+//
+// Protocol (Go's gopark with an unlock function):
+//   1. the blocking party takes the object's lock, publishes a `waiter` in
+//      the object's queue and calls park(w, release, arg, ...);
+//   2. park saves the fiber's context and only then calls release(arg) on
+//      the next context, so no waker can find the waiter and resume a fiber
+//      that is still running;
+//   3. a waker takes the object's lock, dequeues the waiter and calls
+//      unpark(w) exactly once (select's "done" word decides who).
+// park may throw (the runtime is shutting down and unwinds the fiber): the
+// caller then owns no lock and must remove its waiter from the object under
+// the object's lock before the exception leaves its frame.
+
+#include <atomic>
+#include <cstdint>
+
+#include "weft/detail/spinlock.hpp"
+
+namespace weft::detail {
+
+struct fiber;
+
+// wait_reason: what a parked fiber waits for, for dumps and diagnostics.
+enum class wait_reason : std::uint8_t {
+  none,
+  chan_send,
+  chan_recv,
+  select,
+  select_forever,
+  mutex,
+  cond,
+  wait_group,
+  sleep,
+  netpoll_read,
+  netpoll_write,
+};
+
+// waiter: one blocked party. Lives on the blocked party's stack for the
+// whole wait.
+struct waiter {
+  // The parked fiber, or null for an OS thread (or a fiber inside
+  // weft::blocking, which blocks its thread like any OS thread). Written by
+  // prepare() before the waiter is published; read by unpark() under the
+  // object's lock.
+  fiber* fiber_ = nullptr;
+  // Futex word for an OS-thread waiter: 0 waiting, 1 woken. Stored with
+  // release by unpark(), loaded with acquire by park().
+  std::atomic<std::uint32_t> woken_{0};
+
+  // prepare: bind this waiter to the calling party. Call before publishing.
+  void prepare() noexcept;
+};
+
+// park: block the calling party (see the protocol above). `release(arg)`
+// runs exactly once: after the fiber's context is saved, or for an OS
+// thread before it sleeps.
+void park(waiter& w, void (*release)(void*), void* arg, wait_reason why, const void* obj);
+
+inline void park(waiter& w, spinlock& lk, wait_reason why, const void* obj) {
+  park(
+      w, [](void* l) { static_cast<spinlock*>(l)->unlock(); }, &lk, why, obj);
+}
+
+// unpark: make a party blocked in park() runnable again. Call exactly once
+// per park, from any thread or fiber.
+void unpark(waiter& w) noexcept;
+
+}  // namespace weft::detail

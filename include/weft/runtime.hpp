@@ -1,0 +1,154 @@
+#pragma once
+// weft/runtime.hpp: start the runtime, start fibers, yield.
+//
+// Everything here follows API.md "Runtime". Two places where the C++ spelling
+// differs from a plain function template, both invisible at the call site:
+//
+//  * `weft::go` is a class template with a deduction guide, not a function
+//    template. `weft::go(f, args...)` reads and behaves exactly like a call
+//    (the temporary's constructor starts the fiber); the class form is what
+//    lets a defaulted `std::source_location` follow a parameter pack, so every
+//    fiber knows the file and line that started it. Taking `&weft::go` is not
+//    supported.
+//  * `weft::run` takes an extra defaulted `std::source_location` after
+//    `options`; it names the main fiber's start site in dumps and reports.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <new>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "weft/detail/source_location.hpp"
+
+namespace weft {
+
+// options: how `run` sizes and tunes the runtime. Fields left at zero take
+// the defaults described beside them.
+struct options {
+  // Processors (Go's GOMAXPROCS). 0 = the environment variable WEFT_WORKERS
+  // if set, else std::thread::hardware_concurrency(). At most 1024.
+  unsigned workers = 0;
+  // Usable bytes per fiber stack, rounded up to whole pages. 0 = 64 KiB.
+  // At least one page, at most 1 GiB.
+  std::size_t stack_size = 0;
+  // A worker inside weft::blocking() longer than this loses its run queue to
+  // another thread. Must be positive.
+  std::chrono::microseconds blocking_handoff{20};
+  // A fiber that runs this long without parking or yielding: its worker's run
+  // queue is handed off and a warning is printed once. Must be positive.
+  std::chrono::milliseconds hog_handoff{10};
+};
+
+namespace detail {
+
+struct fiber;
+
+// A fiber's entry point, type-erased. `run` invokes the closure and then
+// destroys it (also when it throws); `drop` destroys it without running it
+// (a fiber that never started when the runtime shut down).
+struct closure_ops {
+  void (*run)(void* closure);
+  void (*drop)(void* closure) noexcept;
+};
+
+// allocate_fiber: a fiber record with `size` bytes of `align`ed closure
+// storage (inline in the record when it fits, else on the heap). Throws
+// std::logic_error when no runtime is running or it is shutting down.
+// Callable from fibers and from any thread.
+fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage);
+// launch_fiber: make a fiber whose closure has been constructed runnable.
+void launch_fiber(fiber* f, const closure_ops* ops, const char* file, unsigned line) noexcept;
+// discard_fiber: return a record whose closure could not be constructed.
+void discard_fiber(fiber* f) noexcept;
+
+// run_main: the body of weft::run. `main_fn` is called on the first fiber
+// and its result becomes run's result.
+int run_main(int (*main_fn)(void*), void* arg, const options& opts, const char* file,
+             unsigned line);
+
+template <class Closure>
+struct closure_traits {
+  static void run(void* p) {
+    auto* c = static_cast<Closure*>(p);
+    struct destroy_on_exit {
+      Closure* c;
+      ~destroy_on_exit() { c->~Closure(); }
+    } guard{c};
+    std::apply([](auto& fn, auto&... args) { std::invoke(std::move(fn), std::move(args)...); },
+               *c);
+  }
+  static void drop(void* p) noexcept { static_cast<Closure*>(p)->~Closure(); }
+  static constexpr closure_ops ops{&run, &drop};
+};
+
+}  // namespace detail
+
+// go: start a fiber running f(args...), with f and args decay-copied as by
+// std::thread. Callable from any fiber, and from any thread while a runtime
+// is running (then the fiber is queued globally). Throws std::logic_error
+// when no runtime is running, or from a non-fiber thread once shutdown has
+// begun. An exception escaping the fiber prints
+// `weft: fiber <id> (started at <file>:<line>) terminated by exception: ...`
+// and calls std::terminate, like an unrecovered panic in Go.
+template <class F, class... Args>
+struct go {
+  explicit go(F&& f, Args&&... args,
+              detail::source_location loc = detail::source_location::current()) {
+    using closure = std::tuple<std::decay_t<F>, std::decay_t<Args>...>;
+    static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
+                  "weft::go: f(args...) must be callable with the decayed arguments");
+    void* storage = nullptr;
+    detail::fiber* fb = detail::allocate_fiber(sizeof(closure), alignof(closure), &storage);
+    try {
+      ::new (storage) closure(std::forward<F>(f), std::forward<Args>(args)...);
+    } catch (...) {
+      detail::discard_fiber(fb);
+      throw;
+    }
+    detail::launch_fiber(fb, &detail::closure_traits<closure>::ops, loc.file_name(), loc.line());
+  }
+};
+template <class F, class... Args>
+go(F&&, Args&&...) -> go<F, Args...>;
+
+// run: start the runtime, run main_fn as the first fiber, and return when it
+// returns: its result if it returns int, else 0. Then every fiber still
+// alive is unwound, all runtime threads are joined and all runtime memory is
+// released; run may be called again afterwards. An exception escaping
+// main_fn is rethrown after shutdown. Throws std::logic_error if a runtime
+// is already running in this process, std::invalid_argument for bad options.
+template <class F>
+int run(F&& main_fn, options opts = {},
+        detail::source_location loc = detail::source_location::current()) {
+  using fn_t = std::remove_reference_t<F>;
+  auto thunk = [](void* p) -> int {
+    fn_t& fn = *static_cast<fn_t*>(p);
+    if constexpr (std::is_same_v<std::invoke_result_t<fn_t&>, int>) {
+      return std::invoke(fn);
+    } else {
+      std::invoke(fn);
+      return 0;
+    }
+  };
+  return detail::run_main(thunk, static_cast<void*>(std::addressof(main_fn)), opts,
+                          loc.file_name(), loc.line());
+}
+
+// yield: let other runnable fibers run; the caller stays runnable. Outside a
+// fiber it yields the OS thread.
+void yield();
+
+// this_fiber_id: the running fiber's id; 0 outside a fiber. Ids are unique
+// for the life of the process (not reused across runs).
+std::uint64_t this_fiber_id() noexcept;
+
+// in_fiber: true when called on a fiber of the running runtime.
+bool in_fiber() noexcept;
+
+}  // namespace weft

@@ -1,0 +1,171 @@
+#pragma once
+// weft/sync.hpp: mutex, condition_variable and wait_group for fibers.
+//
+// Blocking parks the calling fiber, never its worker thread; the same
+// objects also work from plain OS threads (which then sleep). Destroying one
+// while fibers wait on it is undefined, as with std.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+#include "weft/detail/park.hpp"
+#include "weft/detail/spinlock.hpp"
+
+namespace weft {
+
+namespace detail {
+// A queued waiter of a mutex, condition_variable or wait_group; lives on
+// the waiting party's stack.
+struct sync_node {
+  waiter w;
+  sync_node* next = nullptr;
+  // condition_variable: 0 waiting, 1 notified, 2 timed out; decided by CAS.
+  std::atomic<std::uint32_t> outcome{0};
+  bool queued = false;  // in the object's list; guarded by the object's lock
+};
+
+// An intrusive FIFO of sync_nodes, guarded by its owner's spinlock.
+struct node_queue {
+  sync_node* head = nullptr;
+  sync_node* tail = nullptr;
+  void push(sync_node* n) noexcept;
+  sync_node* pop() noexcept;
+  void remove(sync_node* n) noexcept;  // n must be queued
+  sync_node* take_all() noexcept;       // detach the whole list (linked by next)
+  bool empty() const noexcept { return head == nullptr; }
+};
+
+void unpark_all(sync_node* list) noexcept;
+std::int64_t steady_ns(std::chrono::steady_clock::time_point t) noexcept;
+}  // namespace detail
+
+// mutex: a fiber-parking mutual-exclusion lock, FIFO and starvation-free:
+// an unlock with waiters hands the lock straight to the longest waiter.
+// Usable with std::lock_guard, std::unique_lock and std::scoped_lock.
+class mutex {
+ public:
+  mutex() = default;
+  mutex(const mutex&) = delete;
+  mutex& operator=(const mutex&) = delete;
+
+  // lock: from a fiber or a plain thread. Not recursive: relocking from the
+  // owner deadlocks, as with std::mutex.
+  void lock() {
+    std::uint32_t expected = 0;
+    if (state_.compare_exchange_strong(expected, locked, std::memory_order_acquire)) return;
+    lock_slow();
+  }
+  bool try_lock() noexcept {
+    std::uint32_t expected = 0;
+    return state_.compare_exchange_strong(expected, locked, std::memory_order_acquire);
+  }
+  // unlock: must be called by the owner; unlocking an unlocked mutex aborts.
+  void unlock() {
+    std::uint32_t expected = locked;
+    if (state_.compare_exchange_strong(expected, 0, std::memory_order_release)) return;
+    unlock_slow();
+  }
+
+ private:
+  static constexpr std::uint32_t locked = 1;
+  static constexpr std::uint32_t has_waiters = 2;
+  void lock_slow();
+  void unlock_slow();
+  // locked | has_waiters. has_waiters changes only under lk_; with waiters
+  // queued, unlock keeps `locked` set and hands ownership to the first.
+  std::atomic<std::uint32_t> state_{0};
+  detail::spinlock lk_;
+  detail::node_queue waiters_;  // guarded by lk_
+};
+
+// condition_variable: waits take std::unique_lock<weft::mutex>&. No
+// spurious wakeups, but use the predicate forms anyway, as in Go and std.
+class condition_variable {
+ public:
+  condition_variable() = default;
+  condition_variable(const condition_variable&) = delete;
+  condition_variable& operator=(const condition_variable&) = delete;
+
+  void notify_one() noexcept;
+  void notify_all() noexcept;
+
+  void wait(std::unique_lock<mutex>& lk) { wait_impl(lk, INT64_MAX); }
+  template <class Pred>
+  void wait(std::unique_lock<mutex>& lk, Pred pred) {
+    while (!pred()) wait(lk);
+  }
+
+  template <class Clock, class Duration>
+  std::cv_status wait_until(std::unique_lock<mutex>& lk,
+                            const std::chrono::time_point<Clock, Duration>& t) {
+    return wait_impl(lk, deadline_of(t)) ? std::cv_status::no_timeout : std::cv_status::timeout;
+  }
+  template <class Clock, class Duration, class Pred>
+  bool wait_until(std::unique_lock<mutex>& lk, const std::chrono::time_point<Clock, Duration>& t,
+                  Pred pred) {
+    const std::int64_t d = deadline_of(t);
+    while (!pred()) {
+      if (!wait_impl(lk, d)) return pred();
+    }
+    return true;
+  }
+  template <class Rep, class Period>
+  std::cv_status wait_for(std::unique_lock<mutex>& lk,
+                          const std::chrono::duration<Rep, Period>& d) {
+    return wait_until(lk, std::chrono::steady_clock::now() + clamp(d));
+  }
+  template <class Rep, class Period, class Pred>
+  bool wait_for(std::unique_lock<mutex>& lk, const std::chrono::duration<Rep, Period>& d,
+                Pred pred) {
+    return wait_until(lk, std::chrono::steady_clock::now() + clamp(d), std::move(pred));
+  }
+
+ private:
+  template <class Rep, class Period>
+  static std::chrono::steady_clock::duration clamp(const std::chrono::duration<Rep, Period>& d) {
+    using namespace std::chrono;
+    if (d <= duration<Rep, Period>::zero()) return steady_clock::duration::zero();
+    if (d >= duration_cast<duration<Rep, Period>>(hours(24 * 365 * 100))) return hours(24 * 365 * 100);
+    return ceil<steady_clock::duration>(d);
+  }
+  template <class Clock, class Duration>
+  static std::int64_t deadline_of(const std::chrono::time_point<Clock, Duration>& t) {
+    if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
+      return detail::steady_ns(std::chrono::time_point_cast<std::chrono::steady_clock::duration>(t));
+    } else {
+      return detail::steady_ns(std::chrono::steady_clock::now() + clamp(t - Clock::now()));
+    }
+  }
+  // Returns false on timeout. `deadline` in steady_clock ns; INT64_MAX = none.
+  bool wait_impl(std::unique_lock<mutex>& lk, std::int64_t deadline);
+
+  detail::spinlock lk_;
+  detail::node_queue waiters_;  // guarded by lk_
+};
+
+// wait_group: wait for a collection of fibers to finish (Go's
+// sync.WaitGroup). add(n) before starting work, done() when each finishes,
+// wait() until the counter is zero. A negative counter throws
+// std::logic_error and leaves the counter unchanged.
+class wait_group {
+ public:
+  wait_group() = default;
+  wait_group(const wait_group&) = delete;
+  wait_group& operator=(const wait_group&) = delete;
+
+  void add(int n);
+  void done() { add(-1); }
+  void wait();
+
+ private:
+  // counter in the high 32 bits, number of waiters in the low 32. The
+  // waiter count changes only under lk_; counter by fetch_add anywhere.
+  std::atomic<std::uint64_t> state_{0};
+  detail::spinlock lk_;
+  detail::node_queue waiters_;  // guarded by lk_
+};
+
+}  // namespace weft

@@ -1,0 +1,8 @@
+#pragma once
+// weft/weft.hpp: everything.
+
+#include "weft/blocking.hpp"
+#include "weft/debug.hpp"
+#include "weft/runtime.hpp"
+#include "weft/sync.hpp"
+#include "weft/time.hpp"

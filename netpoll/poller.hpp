@@ -1,0 +1,77 @@
+#pragma once
+// poller.hpp: the poller thread. It sleeps in epoll_pwait2 with the earliest
+// timer's deadline as its timeout, fires due timers and wakes fibers parked
+// on descriptors, and injects every fiber it readied in one batch.
+//
+// Design
+//   One timer heap, guarded by one spinlock (the "timers lock"), serviced by
+//   this thread. A fiber that sleeps queues its timer under the lock and
+//   parks with the lock as its release (park protocol), so the timer cannot
+//   fire before the fiber is parked. Timer callbacks run under the lock on
+//   this thread, so cancelling under the lock is final: after it, the
+//   callback has either run or never will.
+//   Adding a timer earlier than the poller's current deadline wakes it via
+//   an eventfd; wake_pending_ keeps that to one write per sleep.
+//   Rejected for now: per-processor heaps (Go 1.14+). One heap serviced by
+//   one thread is simpler and cannot strand timers on a busy processor;
+//   measure under a timeout-heavy select load before changing.
+//
+// Invariants
+//   T1  A timer is in the heap iff index != npos; both change under lock_.
+//   T2  sleep_until_ is written under lock_ and is never later than the
+//       deadline the poller actually sleeps to.
+//
+// Lock order: poller::lock_ < global_queue::mu (callbacks ready fibers).
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+#include "runtime/timer_heap.hpp"
+#include "weft/detail/spinlock.hpp"
+
+namespace weft::detail {
+
+class poller {
+ public:
+  // start: create the epoll set and the eventfd and start the thread.
+  void start();
+  // stop: stop and join the thread. Timers stay queued (shutdown unwinding
+  // cancels the ones that live on fiber stacks); call destroy() after.
+  void stop();
+  // destroy: dispose of queued runtime-owned timers (returns how many),
+  // close descriptors.
+  std::size_t destroy() noexcept;
+
+  spinlock& timers_lock() noexcept { return lock_; }
+  // add_timer_locked / cancel_timer_locked: the caller holds timers_lock().
+  // cancel returns false when the timer already fired (or was never added).
+  void add_timer_locked(timer* t);
+  bool cancel_timer_locked(timer* t) noexcept;
+  std::size_t timers_pending() noexcept;
+
+  // wake: make the thread re-evaluate its deadline now.
+  void wake() noexcept;
+
+  int epoll_fd() const noexcept { return epfd_; }
+
+ private:
+  void loop() noexcept;
+  std::int64_t fire_due_locked(std::int64_t now) noexcept;  // returns the next deadline
+
+  int epfd_ = -1;
+  int evfd_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> wake_pending_{false};  // see Design; exchange/store by wakers and the thread
+  spinlock lock_;
+  timer_heap heap_;                     // guarded by lock_ (T1)
+  std::int64_t sleep_until_ = INT64_MAX;  // guarded by lock_ (T2)
+};
+
+// now_ns: CLOCK_MONOTONIC in nanoseconds (the epoch of std::chrono::steady_clock).
+std::int64_t now_ns() noexcept;
+
+}  // namespace weft::detail

@@ -1,0 +1,80 @@
+#pragma once
+// fiber_pool.hpp: fiber records, type-stable.
+//
+// Records come in chunks of 256 that stay mapped until the runtime is torn
+// down, so a dump (or the gdb extension) may walk every record while
+// workers run: a record's `state` tells whether it is a fiber. Workers keep
+// a private LIFO cache and trade batches of 64 with a global free list.
+//
+// The chunk directory is a tbb::concurrent_vector: workers append a chunk
+// (rarely, under mu_) while dumps iterate it without a lock, and
+// concurrent_vector never moves elements that readers may be looking at
+// when it grows. A std::vector would need the lock on every dump read.
+//
+// Invariants
+//   P1  A record is in exactly one of: a cache, the global free list, or
+//       live (state != free).
+//   P2  Chunks are freed only by destroy(), with no fiber alive.
+//
+// Lock order: fiber_pool::mu_ is a leaf.
+
+#include <tbb/concurrent_vector.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+#include "runtime/fiber.hpp"
+
+namespace weft::detail {
+
+struct fiber_cache {
+  fiber* head = nullptr;  // owned by the processor holding the cache
+  unsigned count = 0;
+};
+
+class fiber_pool {
+ public:
+  static constexpr unsigned chunk_records = 256;
+
+  fiber* acquire(fiber_cache& c);
+  fiber* acquire_shared();  // no cache: foreign threads
+  void release(fiber_cache& c, fiber* f) noexcept;
+  void release_shared(fiber* f) noexcept;
+  void flush(fiber_cache& c) noexcept;
+  void destroy() noexcept;
+
+  // for_each_record: visit every record ever allocated (live or free).
+  template <class Fn>
+  void for_each_record(Fn&& fn) {
+    const std::size_t n = published_.load(std::memory_order_acquire);  // pairs with grow_locked
+    for (std::size_t i = 0; i < n; ++i) {
+      fiber* chunk = chunks_[i];
+      for (unsigned j = 0; j < chunk_records; ++j) fn(&chunk[j]);
+    }
+  }
+
+  // live: records not in the free list or a cache. Exact only when caches
+  // are flushed.
+  std::uint64_t total() const noexcept { return total_.load(std::memory_order_relaxed); }
+  std::uint64_t free_shared() const noexcept { return free_count_.load(std::memory_order_relaxed); }
+
+ private:
+  static constexpr unsigned batch = 64;
+  static constexpr unsigned cache_max = 128;
+
+  void grow_locked();  // requires mu_
+  static void reset(fiber* f) noexcept;
+
+  std::mutex mu_;
+  fiber* free_ = nullptr;  // guarded by mu_
+  // Written under mu_; read lock-free only as statistics.
+  std::atomic<std::uint64_t> free_count_{0};
+  std::atomic<std::uint64_t> total_{0};
+  tbb::concurrent_vector<fiber*> chunks_;  // grown under mu_, read anywhere
+  // Chunks [0, published_) are fully stored: concurrent_vector's size()
+  // counts an element whose construction is still in progress.
+  std::atomic<std::size_t> published_{0};
+};
+
+}  // namespace weft::detail

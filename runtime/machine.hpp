@@ -1,0 +1,57 @@
+#pragma once
+// machine.hpp: a machine (Go's M): an OS thread that runs fibers while it
+// holds a processor.
+//
+// Each machine has its own scheduler context `g0` on the thread's native
+// stack. A fiber that parks switches straight to the next local fiber when
+// there is one, and to g0 only when the scheduler must look further (global
+// queue, stealing, sleeping).
+//
+// Thread-locals and migration: a fiber can resume on another thread, and
+// compilers keep the address of a thread_local in a register across calls
+// (DESIGN.md section 7), so the runtime reads its per-thread state only
+// through current_m(), which is opaque to the optimiser. Never cache its
+// result across anything that can switch.
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+#include "runtime/context.hpp"
+
+namespace weft::detail {
+
+struct processor;
+struct fiber;
+
+struct machine {
+  exec_context g0;                // this thread's scheduler context
+  processor* p = nullptr;         // held processor; written by this thread, or by
+                                  // the waker before unpark (through nextp)
+  processor* nextp = nullptr;     // handed over by startm under sched::mu_, read after wake
+  fiber* curg = nullptr;          // the running fiber; null on g0. This thread only.
+  bool spinning = false;          // counted in sched::nmspinning. This thread only.
+  bool in_blocking = false;       // inside weft::blocking(). This thread only.
+  bool exiting = false;           // set by the waker under sched::mu_ at shutdown
+  machine* idle_link = nullptr;   // guarded by sched::mu_
+  std::uint32_t id = 0;
+  std::uint64_t rng = 0;          // xorshift state, this thread only
+  // Futex word: 0 = asleep or about to sleep, 1 = woken. The waker stores 1
+  // (release) after setting nextp/exiting; the sleeper loads with acquire.
+  std::atomic<std::uint32_t> wake{0};
+  std::thread thread;
+
+  std::uint32_t rand() noexcept {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return static_cast<std::uint32_t>(rng >> 32);
+  }
+};
+
+// current_m: the machine running on this thread, or null. Opaque to the
+// optimiser so it is re-read after every possible switch.
+machine* current_m() noexcept;
+void set_current_m(machine* m) noexcept;
+
+}  // namespace weft::detail

@@ -1,0 +1,36 @@
+// park.cpp: park/unpark for fibers and plain OS threads (weft/detail/park.hpp).
+
+#include "runtime/futex.hpp"
+#include "runtime/scheduler.hpp"
+#include "weft/detail/park.hpp"
+
+namespace weft::detail {
+
+void waiter::prepare() noexcept {
+  machine* m = current_m();
+  fiber_ = (m != nullptr && m->curg != nullptr && !m->in_blocking) ? m->curg : nullptr;
+  woken_.store(0, std::memory_order_relaxed);
+}
+
+void park(waiter& w, void (*release)(void*), void* arg, wait_reason why, const void* obj) {
+  if (w.fiber_ != nullptr) {
+    park_current({release, arg}, why, obj);
+    return;
+  }
+  release(arg);
+  // pairs with the release store in unpark()
+  while (w.woken_.load(std::memory_order_acquire) == 0) futex_wait(w.woken_, 0);
+}
+
+void unpark(waiter& w) noexcept {
+  if (fiber* f = w.fiber_) {
+    ready(f);
+    return;
+  }
+  w.woken_.store(1, std::memory_order_release);
+  // The waiter may already be gone once it sees 1; waking a futex on its
+  // (still mapped) stack address is harmless.
+  futex_wake(w.woken_);
+}
+
+}  // namespace weft::detail

@@ -1,0 +1,69 @@
+#pragma once
+// processor.hpp: a processor (Go's P): the right to run fibers.
+//
+// The processor, not the thread, owns the run queue and the caches, so the
+// monitor thread can move a stuck thread's queued work to another thread by
+// moving its processor (sysmon.cpp).
+//
+// Invariants
+//   P1  At most one machine holds a processor (m != null) and only that
+//       machine touches its caches, its id batch and its owner-only fields;
+//       the hand-over goes through sched::mu_ or a CAS on status, which
+//       carries the happens-before edge.
+//   P2  status == idle iff the processor is on the idle list.
+
+#include <atomic>
+#include <cstdint>
+
+#include "runtime/fiber_pool.hpp"
+#include "runtime/run_queue.hpp"
+#include "runtime/stack_pool.hpp"
+
+namespace weft::detail {
+
+struct machine;
+
+enum class p_status : std::uint32_t {
+  idle,     // on the idle list (P2)
+  running,  // held by a machine running fibers or scheduler code
+  syscall,  // held by a machine inside weft::blocking(); sysmon may retake it
+  dead,     // not in use (runtime stopped)
+};
+
+inline constexpr std::uint32_t local_queue_size = 256;
+
+// Per-processor counters: written only by the holder (relaxed load + store,
+// no read-modify-write), read by stats() from any thread.
+struct p_counter {
+  std::atomic<std::uint64_t> v{0};
+  void inc(std::uint64_t n = 1) noexcept {
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+struct processor {
+  std::uint32_t index = 0;
+  run_queue<local_queue_size> runq;
+  // Lifecycle: changed under sched::mu_ (idle <-> running) or by CAS
+  // (running <-> syscall by the holder, syscall -> idle by sysmon).
+  std::atomic<p_status> status{p_status::dead};
+  machine* m = nullptr;             // holder; written with status under the same protection
+  processor* idle_link = nullptr;   // guarded by sched::mu_
+
+  // Owner-only (P1).
+  stack_cache stacks;
+  fiber_cache records;
+  std::uint64_t next_id = 0, id_limit = 0;  // fiber id batch
+  std::uint32_t tick = 0;                   // scheduling decisions, for the 61-tick global check
+  std::uint32_t next_streak = 0;            // consecutive picks from runq.next
+
+  // Read by sysmon without a lock (relaxed): it only compares snapshots.
+  std::atomic<std::uint32_t> schedtick{0};    // bumped at every switch
+  std::atomic<std::uint32_t> syscalltick{0};  // bumped at every blocking() entry
+
+  // stats (P1 writers)
+  p_counter started, finished, switches, steals, parks;
+};
+
+}  // namespace weft::detail

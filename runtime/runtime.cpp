@@ -1,0 +1,433 @@
+// runtime.cpp: run(), go(), and the runtime's lifetime.
+//
+// Lifetime
+//   1. run() validates its options, claims the process-wide "active" flag,
+//      builds the scheduler, starts the poller and the first worker with
+//      the main fiber.
+//   2. When main returns, the phase becomes `stopping` (scheduler.cpp W4):
+//      running fibers go on until their next scheduling point, calls inside
+//      blocking() finish, and the last worker to go idle wakes run().
+//   3. run() stops accepting go() from foreign threads, waits for those in
+//      flight, stops the poller and sysmon, and joins the workers.
+//   4. Phase `final`: run()'s thread unwinds every fiber still alive (it
+//      resumes each one; park() throws fiber_unwind into it), drops fibers
+//      that never started, and frees everything.
+//
+// Invariants
+//   L1  g_sched is non-null exactly while a runtime exists; foreign threads
+//       touch it only between claiming a foreign_inflight slot while
+//       accepting is true and releasing the slot.
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "runtime/futex.hpp"
+#include "runtime/scheduler.hpp"
+#include "runtime/sysmon.hpp"
+#include "weft/debug.hpp"
+#include "weft/detail/teardown.hpp"
+
+namespace weft {
+namespace detail {
+namespace {
+
+constexpr unsigned max_workers = 1024;
+constexpr std::size_t default_stack = 64 * 1024;
+constexpr std::size_t max_stack = std::size_t{1} << 30;
+
+std::atomic<bool> g_active{false};       // a runtime exists (run() is between 1 and 4)
+std::atomic<bool> g_accepting{false};    // foreign go() allowed (L1)
+std::atomic<int> g_foreign_inflight{0};  // foreign go() calls between allocate and launch (L1)
+teardown_report g_last_teardown{};
+
+unsigned resolve_workers(unsigned w) {
+  if (w == 0) {
+    const char* env = std::getenv("WEFT_WORKERS");
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      errno = 0;
+      const unsigned long v = std::strtoul(env, &end, 10);
+      if (errno != 0 || end == env || *end != '\0' || v == 0 || env[0] == '-') {
+        throw std::invalid_argument(std::string("weft::run: WEFT_WORKERS=\"") + env +
+                                    "\" is not a positive integer");
+      }
+      if (v > max_workers) {
+        throw std::invalid_argument("weft::run: WEFT_WORKERS=" + std::to_string(v) +
+                                    " exceeds the limit of " + std::to_string(max_workers));
+      }
+      return static_cast<unsigned>(v);
+    }
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw == 0 ? 1 : std::min(hw, max_workers);
+  }
+  if (w > max_workers) {
+    throw std::invalid_argument("weft::run: options.workers = " + std::to_string(w) +
+                                " exceeds the limit of " + std::to_string(max_workers));
+  }
+  return w;
+}
+
+options validate(options o) {
+  o.workers = resolve_workers(o.workers);
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  if (o.stack_size == 0) o.stack_size = default_stack;
+  if (o.stack_size < page) {
+    throw std::invalid_argument("weft::run: options.stack_size = " + std::to_string(o.stack_size) +
+                                " is below one page (" + std::to_string(page) + " bytes)");
+  }
+  if (o.stack_size > max_stack) {
+    throw std::invalid_argument("weft::run: options.stack_size = " + std::to_string(o.stack_size) +
+                                " exceeds 1 GiB");
+  }
+  o.stack_size = (o.stack_size + page - 1) / page * page;
+  if (o.blocking_handoff.count() <= 0) {
+    throw std::invalid_argument("weft::run: options.blocking_handoff must be positive");
+  }
+  if (o.hog_handoff.count() <= 0) {
+    throw std::invalid_argument("weft::run: options.hog_handoff must be positive");
+  }
+  return o;
+}
+
+std::vector<unsigned> coprimes_of(unsigned n) {
+  std::vector<unsigned> out;
+  for (unsigned i = 1; i <= n; ++i) {
+    unsigned a = n, b = i;
+    while (b != 0) {
+      const unsigned t = a % b;
+      a = b;
+      b = t;
+    }
+    if (a == 1) out.push_back(i);
+  }
+  return out;
+}
+
+struct main_closure {
+  int (*fn)(void*);
+  void* arg;
+};
+
+const closure_ops main_ops{
+    [](void* c) {
+      auto* mc = static_cast<main_closure*>(c);
+      g_sched->main_result = mc->fn(mc->arg);
+    },
+    [](void*) noexcept {}};
+
+// ---- phase::final ----
+
+void free_closure(fiber* f) noexcept {
+  if (f->heap_closure) ::operator delete(f->closure);
+  f->closure = nullptr;
+  f->heap_closure = false;
+}
+
+struct unwinder {
+  scheduler& s;
+  machine fm;  // run()'s thread, acting as the only machine
+  std::uint64_t unwound = 0;
+
+  // Returns true if it made progress with f.
+  bool finish(fiber* f) {
+    if (f->ctx.fctx == nullptr && f->stack == nullptr) {
+      // Never started: destroy the closure without running it.
+      if (f->ops != nullptr) f->ops->drop(f->closure);
+      free_closure(f);
+      s.fibers.release(fm.p->records, f);
+      ++unwound;
+      return true;
+    }
+    fiber_state st = f->state.load(std::memory_order_acquire);
+    if (st != fiber_state::parked && st != fiber_state::runnable) return false;
+    if (!f->state.compare_exchange_strong(st, fiber_state::running)) return false;
+    if (!f->unwinding) ++unwound;
+    f->unwinding = true;
+    fm.curg = f;
+    switch_to(fm.g0, f->ctx, {});
+    return true;
+  }
+
+  fiber* pop_readied() {
+    std::lock_guard<std::mutex> lk(s.final_mu);
+    fiber* f = s.final_first;
+    if (f != nullptr) {
+      s.final_first = f->link;
+      if (s.final_first == nullptr) s.final_last = nullptr;
+      f->link = nullptr;
+    }
+    return f;
+  }
+
+  void run() {
+    set_current_m(&fm);
+    init_thread_context(fm.g0);
+    altstack_install();
+    fm.p = &s.ps[0];
+    s.ps[0].m = &fm;
+    for (unsigned i = 0; i < s.nprocs; ++i) s.ps[i].runq.reset();
+    s.gq.clear();
+    for (;;) {
+      bool live = false;
+      bool progress = false;
+      s.fibers.for_each_record([&](fiber* f) {
+        const fiber_state st = f->state.load(std::memory_order_acquire);
+        if (st == fiber_state::free || st == fiber_state::dead) return;
+        live = true;
+        if (f->unwinding && f->ctx.fctx != nullptr && st == fiber_state::parked) return;
+        if (finish(f)) progress = true;
+      });
+      while (fiber* f = pop_readied()) {
+        if (finish(f)) progress = true;
+      }
+      if (!live) break;
+      if (!progress) report_stuck();
+    }
+    for (unsigned i = 0; i < s.nprocs; ++i) {
+      s.stacks.flush(s.ps[i].stacks);
+      s.fibers.flush(s.ps[i].records);
+    }
+    altstack_remove();
+    destroy_context(fm.g0);
+    set_current_m(nullptr);
+  }
+
+  [[noreturn]] void report_stuck() {
+    s.fibers.for_each_record([&](fiber* f) {
+      const fiber_state st = f->state.load(std::memory_order_acquire);
+      if (st == fiber_state::free || st == fiber_state::dead) return;
+      std::fprintf(stderr,
+                   "weft: fiber %llu (started at %s:%u) blocked in a destructor while being "
+                   "unwound at shutdown\n",
+                   static_cast<unsigned long long>(f->id), f->file, f->line);
+    });
+    std::abort();
+  }
+};
+
+void wait_all_idle(scheduler& s) {
+  while (s.all_idle.load(std::memory_order_acquire) == 0) futex_wait(s.all_idle, 0);
+}
+
+}  // namespace
+
+int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const char* file,
+             unsigned line) {
+  const options opts = validate(opts_in);
+  bool expected = false;
+  if (!g_active.compare_exchange_strong(expected, true)) {
+    throw std::logic_error("weft::run: a runtime is already running in this process");
+  }
+  struct release_active {
+    ~release_active() { g_active.store(false); }
+  } release_guard;
+
+  install_overflow_handler();
+  auto* s = new scheduler();
+  s->opts = opts;
+  s->nprocs = opts.workers;
+  s->ps = new processor[opts.workers];
+  s->coprimes = coprimes_of(opts.workers);
+  s->stacks.init(opts.stack_size);
+  for (unsigned i = 0; i < opts.workers; ++i) s->ps[i].index = i;
+  // Processors 1..n-1 start idle; processor 0 runs main.
+  for (unsigned i = opts.workers; i-- > 1;) {
+    processor* p = &s->ps[i];
+    p->status.store(p_status::idle, std::memory_order_relaxed);
+    p->idle_link = s->pidle;
+    s->pidle = p;
+  }
+  s->npidle.store(static_cast<int>(opts.workers) - 1);
+  g_sched = s;
+
+  main_closure mc{main_fn, arg};
+  fiber* mainf = s->fibers.acquire(s->ps[0].records);
+  mainf->id = next_fiber_id(&s->ps[0]);
+  mainf->is_main = true;
+  static_assert(sizeof(main_closure) <= fiber::inline_size);
+  mainf->closure = ::new (mainf->inline_) main_closure(mc);
+  mainf->ops = &main_ops;
+  mainf->file = file;
+  mainf->line = line;
+  mainf->state.store(fiber_state::runnable, std::memory_order_relaxed);
+  s->ps[0].started.inc();
+  s->ps[0].runq.push(mainf);
+
+  s->poll.start();
+  sysmon_start(*s);
+  g_accepting.store(true, std::memory_order_seq_cst);
+  start_first_machine(&s->ps[0]);
+
+  // 2. Wait for main to return and every worker to go idle.
+  wait_all_idle(*s);
+
+  // 3. Stop accepting foreign go(); wait for those in flight.
+  g_accepting.store(false, std::memory_order_seq_cst);
+  while (g_foreign_inflight.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  sysmon_stop(*s);
+  s->poll.stop();
+  s->ph.store(phase::final, std::memory_order_seq_cst);
+  wake_all_for_exit();
+  join_machines();
+
+  // 4. Unwind what is left, then free everything.
+  unwinder u{*s, {}};
+  u.run();
+  teardown_report rep{};
+  rep.fibers_unwound = u.unwound;
+  rep.timers_pending = s->poll.timers_pending();
+  rep.timers_disposed = s->poll.destroy();
+  rep.stacks_out = s->stacks.stacks_out();
+  rep.fiber_records_live = s->fibers.total() - s->fibers.free_shared();
+  rep.threads_alive = s->live_threads.load();
+  g_last_teardown = rep;
+
+  std::exception_ptr exc = s->main_exception;
+  const int result = s->main_result;
+  s->stacks.destroy();
+  s->fibers.destroy();
+  g_sched = nullptr;
+  delete[] s->ps;
+  delete s;
+  if (exc) std::rethrow_exception(exc);
+  return result;
+}
+
+// ---- go ----
+
+fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
+  machine* m = current_m();
+  fiber* f = nullptr;
+  if (m != nullptr && m->p != nullptr && !m->in_blocking) {
+    f = g_sched->fibers.acquire(m->p->records);
+    f->id = next_fiber_id(m->p);
+  } else {
+    if (m == nullptr) {
+      g_foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
+      if (!g_accepting.load(std::memory_order_seq_cst)) {
+        g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
+        throw std::logic_error(g_active.load()
+                                   ? "weft::go: the runtime is shutting down"
+                                   : "weft::go: no runtime is running (call it inside weft::run)");
+      }
+    }
+    try {
+      f = g_sched->fibers.acquire_shared();
+    } catch (...) {
+      if (m == nullptr) g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
+      throw;
+    }
+    f->id = next_fiber_id(nullptr);
+  }
+  if (size <= fiber::inline_size && align <= alignof(std::max_align_t)) {
+    f->closure = f->inline_;
+  } else {
+    try {
+      f->closure = ::operator new(size, std::align_val_t{std::max(align, alignof(std::max_align_t))});
+    } catch (...) {
+      discard_fiber(f);
+      throw;
+    }
+    f->heap_closure = true;
+  }
+  *storage = f->closure;
+  return f;
+}
+
+void launch_fiber(fiber* f, const closure_ops* ops, const char* file, unsigned line) noexcept {
+  f->ops = ops;
+  f->file = file;
+  f->line = line;
+  machine* m = current_m();
+  if (m != nullptr && m->p != nullptr && !m->in_blocking) {
+    m->p->started.inc();
+  } else {
+    g_sched->shared_started.fetch_add(1, std::memory_order_relaxed);
+  }
+  ready_spawned(f);
+  if (m == nullptr) g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void discard_fiber(fiber* f) noexcept {
+  if (f->heap_closure) {
+    ::operator delete(f->closure);
+    f->heap_closure = false;
+  }
+  machine* m = current_m();
+  if (m != nullptr && m->p != nullptr && !m->in_blocking) {
+    g_sched->fibers.release(m->p->records, f);
+  } else {
+    g_sched->fibers.release_shared(f);
+  }
+  if (m == nullptr) g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+teardown_report last_teardown() noexcept { return g_last_teardown; }
+
+}  // namespace detail
+
+// ---- public ----
+
+void yield() {
+  detail::machine* m = detail::current_m();
+  if (m != nullptr && m->curg != nullptr && !m->in_blocking) {
+    detail::yield_current();
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+std::uint64_t this_fiber_id() noexcept {
+  detail::fiber* f = detail::current_fiber();
+  return f != nullptr ? f->id : 0;
+}
+
+bool in_fiber() noexcept { return detail::current_fiber() != nullptr; }
+
+runtime_stats stats() noexcept {
+  runtime_stats r{};
+  // Hold a foreign_inflight slot so the runtime cannot be torn down under us (L1).
+  detail::g_foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
+  struct release_slot {
+    ~release_slot() { detail::g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst); }
+  } slot;
+  detail::scheduler* s = detail::g_sched;
+  if (s == nullptr || !detail::g_accepting.load(std::memory_order_seq_cst)) return r;
+  std::uint64_t started = s->shared_started.load(std::memory_order_relaxed);
+  std::uint64_t finished = 0, parks = 0, runnable = s->gq.size_hint();
+  for (unsigned i = 0; i < s->nprocs; ++i) {
+    detail::processor& p = s->ps[i];
+    started += p.started.get();
+    finished += p.finished.get();
+    parks += p.parks.get();
+    r.context_switches += p.switches.get();
+    r.steals += p.steals.get();
+    runnable += p.runq.size();
+  }
+  r.fibers_started = started;
+  r.fibers_alive = started >= finished ? started - finished : 0;
+  r.fibers_runnable = runnable;
+  r.workers = s->nprocs;
+  r.threads = s->live_threads.load(std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lk(s->mu);
+    r.idle_threads = s->nmidle;
+  }
+  const std::uint64_t running = static_cast<std::uint64_t>(s->nm_running.load());
+  const std::uint64_t busy = runnable + running;
+  r.fibers_parked = r.fibers_alive > busy ? r.fibers_alive - busy : 0;
+  (void)parks;
+  r.handoffs = detail::sysmon_handoffs(*s);
+  return r;
+}
+
+}  // namespace weft

@@ -1,0 +1,680 @@
+// scheduler.cpp: how machines find fibers to run, and how they sleep.
+//
+// Design
+//   Go's scheduler (proc.go): processors with local queues and a `next`
+//   slot, a global queue, stealing half from a random victim, idle machines
+//   parked on a futex. A fiber that parks or yields switches directly to the
+//   next fiber of its processor; only when there is none does it switch to
+//   its machine's g0, which looks further (global queue, theft) and sleeps.
+//
+// Spinning ("Worker thread parking/unparking" in Go's proc.go)
+//   A machine with a processor but no work becomes *spinning* while it looks
+//   for work to steal. At most half the busy processors' worth of machines
+//   spin. The rules that make wakeups impossible to lose:
+//   K1  A submitter (ready, go, inject) publishes the fiber, executes a full
+//       fence, then wakes a machine only if some processor is idle and no
+//       machine is spinning (wakep). A spinning machine will find the work.
+//   K2  A spinning machine that finds work stops spinning and calls wakep(),
+//       so a burst of submissions fans out one machine at a time.
+//   K3  A machine giving up puts its processor on the idle list (npidle++),
+//       stops spinning (nmspinning--), executes a full fence, and only then
+//       re-checks every local queue and the global queue; if anything is
+//       there it takes an idle processor back and starts over.
+//   K1 and K3 are the two halves of a Dekker handshake: either the
+//   submitter sees the idle processor (and wakes someone), or the idling
+//   machine sees the work.
+//   Rejected: waking a machine on every submission (a futex wake costs
+//   microseconds and would dominate ping-pong at 2 workers), and polling.
+//
+// Park protocol ("the delicate dance")
+//   park_current() switches away first and runs `release` (typically
+//   unlocking the object the fiber queued itself on) on the next context,
+//   so a waker can never resume a fiber whose registers are not yet saved.
+//   yield requeues the yielder the same way, from the far side.
+//
+// Invariants
+//   W1  Only the machine holding a processor pushes to its queue, writes its
+//       `next` slot or touches its caches (processor.hpp P1). Inside
+//       blocking() a machine does not touch its processor at all.
+//   W2  A fiber is resumed by exactly one party: whoever took it from a
+//       queue (run_queue R2/R4, global queue under its lock).
+//   W3  machine::curg is the fiber whose code the thread runs, null on g0;
+//       it is set before the switch into that fiber.
+//   W4  In phase::stopping no fiber is started or resumed; in phase::final
+//       only run()'s thread resumes fibers, to unwind them.
+
+#include "runtime/scheduler.hpp"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+
+#include "runtime/futex.hpp"
+
+namespace weft::detail {
+
+scheduler* g_sched = nullptr;
+
+namespace {
+
+thread_local machine* tls_m = nullptr;
+thread_local ready_batch* tls_batch = nullptr;
+
+constexpr std::uint32_t max_next_streak = 128;
+
+scheduler& S() noexcept { return *g_sched; }
+
+// ---- processors and machines under sched::mu ----
+
+void pidle_put(processor* p) noexcept {  // requires mu
+  p->status.store(p_status::idle, std::memory_order_relaxed);
+  p->m = nullptr;
+  p->idle_link = S().pidle;
+  S().pidle = p;
+  S().npidle.fetch_add(1, std::memory_order_seq_cst);  // K3
+}
+
+processor* pidle_get() noexcept {  // requires mu
+  processor* p = S().pidle;
+  if (p == nullptr) return nullptr;
+  S().pidle = p->idle_link;
+  p->idle_link = nullptr;
+  S().npidle.fetch_sub(1, std::memory_order_seq_cst);
+  return p;
+}
+
+void acquire_p(machine* m, processor* p) noexcept {
+  m->p = p;
+  p->m = m;
+  p->status.store(p_status::running, std::memory_order_release);
+}
+
+void notewakeup(machine* m) noexcept {
+  m->wake.store(1, std::memory_order_release);  // pairs with the acquire in stopm
+  futex_wake(m->wake);
+}
+
+void machine_main(machine* m) noexcept;
+
+void newm(processor* p, bool spinning) {
+  auto* m = new machine();
+  m->nextp = p;
+  m->spinning = spinning;
+  {
+    std::lock_guard<std::mutex> lk(S().mu);
+    m->id = static_cast<std::uint32_t>(S().machines.size());
+    S().machines.push_back(m);
+  }
+  m->rng = 0x9E3779B97F4A7C15ull * (m->id + 1);
+  S().live_threads.fetch_add(1, std::memory_order_relaxed);
+  m->thread = std::thread(machine_main, m);
+}
+
+// startm: run processor p (or any idle one) on an idle or new machine.
+// `spinning`: the caller already counted the machine in nmspinning.
+void startm(processor* p, bool spinning) noexcept {
+  machine* m = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(S().mu);
+    if (p == nullptr) p = pidle_get();
+    if (p == nullptr) {
+      if (spinning) S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
+      return;
+    }
+    p->status.store(p_status::running, std::memory_order_relaxed);
+    m = S().midle;
+    if (m != nullptr) {
+      S().midle = m->idle_link;
+      --S().nmidle;
+    }
+  }
+  if (m == nullptr) {
+    try {
+      newm(p, spinning);
+    } catch (...) {
+      std::fputs("weft: cannot create a worker thread\n", stderr);
+      std::abort();
+    }
+    return;
+  }
+  m->nextp = p;
+  m->spinning = spinning;
+  notewakeup(m);
+}
+
+// stopm: park this machine until startm or shutdown hands it something.
+void stopm(machine* m) noexcept {
+  {
+    std::lock_guard<std::mutex> lk(S().mu);
+    m->idle_link = S().midle;
+    S().midle = m;
+    ++S().nmidle;
+    if (S().ph.load(std::memory_order_seq_cst) != phase::running &&
+        S().nmidle == S().machines.size() && S().nm_running.load() == 0) {
+      S().all_idle.store(1, std::memory_order_release);  // pairs with run()'s wait
+      futex_wake(S().all_idle);
+    }
+  }
+  while (m->wake.load(std::memory_order_acquire) == 0) futex_wait(m->wake, 0);
+  m->wake.store(0, std::memory_order_relaxed);
+}
+
+void resetspinning(machine* m) noexcept;
+
+// ---- run queues ----
+
+void runq_put(processor* p, fiber* f, bool next) noexcept {
+  if (next) {
+    f = p->runq.set_next(f);
+    if (f == nullptr) return;
+  }
+  while (!p->runq.push(f)) {
+    fiber* first = nullptr;
+    fiber* last = nullptr;
+    const std::uint32_t n = p->runq.take_half(first, last);
+    if (n != 0) {
+      last->link = f;
+      S().gq.push_chain(first, f, n + 1);
+      return;
+    }
+  }
+}
+
+// global_get: take a fair share of the global queue: run the first, queue
+// the rest locally.
+fiber* global_get(processor* p, std::size_t max) noexcept {
+  const std::size_t sz = S().gq.size_hint();
+  if (sz == 0) return nullptr;
+  std::size_t want = sz / S().nprocs + 1;
+  if (max != 0 && want > max) want = max;
+  want = std::min<std::size_t>(want, local_queue_size / 2);
+  std::size_t n = 0;
+  fiber* first = S().gq.pop_chain(want, n);
+  if (first == nullptr) return nullptr;
+  for (fiber* f = first->link; f != nullptr;) {
+    fiber* nx = f->link;
+    runq_put(p, f, false);
+    f = nx;
+  }
+  return first;
+}
+
+fiber* pick_local(processor* p) noexcept {
+  ++p->tick;
+  if (p->tick % 61 == 0 && S().gq.size_hint() != 0) {
+    if (fiber* f = global_get(p, 1)) return f;
+  }
+  if (p->next_streak < max_next_streak) {
+    if (fiber* f = p->runq.take_next()) {
+      ++p->next_streak;
+      return f;
+    }
+  }
+  p->next_streak = 0;
+  if (fiber* f = p->runq.pop()) return f;
+  return p->runq.take_next();
+}
+
+fiber* steal_work(machine* m, processor* p) noexcept {
+  const unsigned n = S().nprocs;
+  if (n == 1) return nullptr;
+  for (int pass = 0; pass < 4; ++pass) {
+    const bool last = pass == 3;
+    unsigned pos = m->rand() % n;
+    const unsigned stride = S().coprimes[m->rand() % S().coprimes.size()];
+    for (unsigned i = 0; i < n; ++i, pos = (pos + stride) % n) {
+      processor* v = &S().ps[pos];
+      if (v == p) continue;
+      if (fiber* f = v->runq.steal_into(p->runq, last)) {
+        p->steals.inc();
+        return f;
+      }
+    }
+  }
+  return nullptr;
+}
+
+// wakep: K1. The caller has published work.
+void wakep() noexcept {
+  full_fence();
+  if (S().npidle.load(std::memory_order_relaxed) == 0) return;
+  if (S().nmspinning.load(std::memory_order_relaxed) != 0) return;
+  int expected = 0;
+  if (!S().nmspinning.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) return;
+  startm(nullptr, true);
+}
+
+void resetspinning(machine* m) noexcept {  // K2
+  m->spinning = false;
+  S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
+  wakep();
+}
+
+// ---- finding work (on g0) ----
+
+// any_work: K3's re-check. Called after the full fence.
+bool any_work() noexcept {
+  if (S().gq.size_hint() != 0) return true;
+  for (unsigned i = 0; i < S().nprocs; ++i) {
+    if (!S().ps[i].runq.empty()) return true;
+  }
+  return false;
+}
+
+fiber* find_runnable(machine* m) noexcept {
+  for (;;) {
+    if (m->exiting) return nullptr;
+    processor* p = m->p;
+    if (p == nullptr || S().ph.load(std::memory_order_acquire) != phase::running) {
+      if (p != nullptr) {
+        std::lock_guard<std::mutex> lk(S().mu);
+        pidle_put(p);
+        m->p = nullptr;
+      }
+      if (m->spinning) {
+        m->spinning = false;
+        S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
+      }
+      stopm(m);
+      if (m->nextp != nullptr) {
+        acquire_p(m, m->nextp);
+        m->nextp = nullptr;
+      }
+      continue;
+    }
+    if (fiber* f = pick_local(p)) return f;
+    if (fiber* f = global_get(p, 0)) return f;
+    // Steal, unless enough machines are already spinning.
+    const int busy = static_cast<int>(S().nprocs) - S().npidle.load(std::memory_order_relaxed);
+    if (m->spinning || 2 * S().nmspinning.load(std::memory_order_relaxed) < busy) {
+      if (!m->spinning) {
+        m->spinning = true;
+        S().nmspinning.fetch_add(1, std::memory_order_seq_cst);
+      }
+      if (fiber* f = steal_work(m, p)) return f;
+    }
+    // K3: give up the processor, stop spinning, fence, re-check.
+    {
+      std::lock_guard<std::mutex> lk(S().mu);
+      if (S().gq.size_hint() != 0) {
+        if (fiber* f = global_get(p, 0)) return f;
+      }
+      pidle_put(p);
+      m->p = nullptr;
+    }
+    const bool was_spinning = m->spinning;
+    if (was_spinning) {
+      m->spinning = false;
+      S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    full_fence();
+    if (any_work()) {
+      processor* np = nullptr;
+      {
+        std::lock_guard<std::mutex> lk(S().mu);
+        np = pidle_get();
+      }
+      if (np != nullptr) {
+        acquire_p(m, np);
+        if (was_spinning) {
+          m->spinning = true;
+          S().nmspinning.fetch_add(1, std::memory_order_seq_cst);
+        }
+        continue;
+      }
+    }
+    stopm(m);
+    if (m->nextp != nullptr) {
+      acquire_p(m, m->nextp);
+      m->nextp = nullptr;
+    }
+  }
+}
+
+void bind_stack(processor* p, fiber* f) {
+  f->stack = S().stacks.acquire(p->stacks);
+  make_context(f->ctx, f->stack->lo, f->stack->size, &fiber_entry);
+}
+
+// prepare_run: f is about to be switched to on machine m (W3).
+inline void prepare_run(machine* m, processor* p, fiber* f) {
+  m->curg = f;
+  f->state.store(fiber_state::running, std::memory_order_relaxed);
+  if (f->ctx.fctx == nullptr) bind_stack(p, f);
+  p->switches.inc();
+  p->schedtick.store(p->schedtick.load(std::memory_order_relaxed) + 1,
+                     std::memory_order_relaxed);
+}
+
+void execute(machine* m, fiber* f) {
+  if (m->spinning) resetspinning(m);
+  S().nm_running.fetch_add(1, std::memory_order_seq_cst);
+  if (S().ph.load(std::memory_order_seq_cst) != phase::running) {
+    // W4: leave f queued-in-limbo; the final phase unwinds every record.
+    S().nm_running.fetch_sub(1, std::memory_order_seq_cst);
+    return;
+  }
+  prepare_run(m, m->p, f);
+  switch_to(m->g0, f->ctx, {});
+  S().nm_running.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void machine_main(machine* m) noexcept {
+  set_current_m(m);
+  init_thread_context(m->g0);
+  altstack_install();
+  if (m->nextp != nullptr) {
+    acquire_p(m, m->nextp);
+    m->nextp = nullptr;
+  }
+  while (fiber* f = find_runnable(m)) execute(m, f);
+  altstack_remove();
+  destroy_context(m->g0);
+  set_current_m(nullptr);
+}
+
+// ---- after-switch actions ----
+
+void requeue_action(void* arg) {
+  machine* m = current_m();
+  runq_put(m->p, static_cast<fiber*>(arg), false);
+}
+
+void recycle_action(void* arg) {
+  auto* f = static_cast<fiber*>(arg);
+  machine* m = current_m();
+  destroy_context(f->ctx);
+  f->ctx.fctx = nullptr;
+  if (f->stack != nullptr) {
+    if (m->p != nullptr) {
+      S().stacks.release(m->p->stacks, f->stack);
+    } else {
+      stack_cache tmp;
+      S().stacks.release(tmp, f->stack);
+      S().stacks.flush(tmp);
+    }
+    f->stack = nullptr;
+  }
+  if (m->p != nullptr) {
+    m->p->finished.inc();
+    S().fibers.release(m->p->records, f);
+  } else {
+    S().fibers.release_shared(f);
+  }
+}
+
+// Choose what runs after the current fiber leaves (W4): a local fiber, or g0.
+inline fiber* next_after_leave(machine* m) noexcept {
+  if (m->p == nullptr || m->in_blocking ||
+      S().ph.load(std::memory_order_relaxed) != phase::running) {
+    return nullptr;
+  }
+  return pick_local(m->p);
+}
+
+}  // namespace
+
+// ---- public to the runtime ----
+
+[[gnu::noinline]] machine* current_m() noexcept {
+  asm volatile("" ::: "memory");
+  return tls_m;
+}
+[[gnu::noinline]] void set_current_m(machine* m) noexcept { tls_m = m; }
+
+fiber* current_fiber() noexcept {
+  machine* m = current_m();
+  return m != nullptr ? m->curg : nullptr;
+}
+
+void set_ready_batch(ready_batch* b) noexcept { tls_batch = b; }
+
+std::uint64_t next_fiber_id(processor* p) noexcept {
+  static std::atomic<std::uint64_t> next_batch{1};
+  if (p == nullptr) return next_batch.fetch_add(1, std::memory_order_relaxed);
+  if (p->next_id == p->id_limit) {
+    p->next_id = next_batch.fetch_add(1024, std::memory_order_relaxed);
+    p->id_limit = p->next_id + 1024;
+  }
+  return p->next_id++;
+}
+
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+void ready(fiber* f) noexcept {
+  f->state.store(fiber_state::runnable, std::memory_order_relaxed);
+  scheduler& s = S();
+  if (s.ph.load(std::memory_order_relaxed) == phase::final) {
+    std::lock_guard<std::mutex> lk(s.final_mu);
+    f->link = nullptr;
+    if (s.final_last != nullptr) {
+      s.final_last->link = f;
+    } else {
+      s.final_first = f;
+    }
+    s.final_last = f;
+    return;
+  }
+  machine* m = current_m();
+  if (m != nullptr && m->p != nullptr && !m->in_blocking) {
+    runq_put(m->p, f, true);
+    wakep();
+    return;
+  }
+  s.shared_readies.fetch_add(1, std::memory_order_relaxed);
+  if (ready_batch* b = tls_batch) {
+    f->link = nullptr;
+    if (b->last != nullptr) {
+      b->last->link = f;
+    } else {
+      b->first = f;
+    }
+    b->last = f;
+    ++b->n;
+    return;
+  }
+  s.gq.push(f);
+  wakep();
+}
+
+void ready_spawned(fiber* f) noexcept { ready(f); }
+
+void inject(fiber* first, fiber* last, std::size_t n) noexcept {
+  if (n == 0) return;
+  S().gq.push_chain(first, last, n);
+  full_fence();  // K1
+  for (; n != 0 && S().npidle.load(std::memory_order_relaxed) != 0; --n) startm(nullptr, false);
+}
+
+void park_current(switch_action release, wait_reason why, const void* obj) {
+  machine* m = current_m();
+  fiber* self = m->curg;
+  if (self->unwinding && std::uncaught_exceptions() == 0) {
+    // Resumed for unwinding and swallowed fiber_unwind: throw it again.
+    if (release.fn != nullptr) release.fn(release.arg);
+    throw fiber_unwind{};
+  }
+  self->reason.store(why, std::memory_order_relaxed);
+  self->wait_obj.store(obj, std::memory_order_relaxed);
+  self->wait_since.store(coarse_now_ns(), std::memory_order_relaxed);
+  self->state.store(fiber_state::parked, std::memory_order_relaxed);
+  check_stack(self, __builtin_frame_address(0));
+  if (m->p != nullptr) m->p->parks.inc();
+  if (fiber* next = next_after_leave(m)) {
+    prepare_run(m, m->p, next);
+    switch_to(self->ctx, next->ctx, release);
+  } else {
+    m->curg = nullptr;
+    switch_to(self->ctx, m->g0, release);
+  }
+  // Resumed, perhaps on another machine: re-read nothing cached above.
+  self->reason.store(wait_reason::none, std::memory_order_relaxed);
+  if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
+}
+
+void yield_current() {
+  machine* m = current_m();
+  fiber* self = m->curg;
+  if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
+  if (S().ph.load(std::memory_order_relaxed) != phase::running) {
+    // Shutdown: stay off the queues; the final phase unwinds us (W4).
+    self->state.store(fiber_state::runnable, std::memory_order_relaxed);
+    m->curg = nullptr;
+    switch_to(self->ctx, m->g0, {});
+    if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
+    return;
+  }
+  processor* p = m->p;
+  fiber* next = pick_local(p);
+  if (next == nullptr) next = global_get(p, 1);
+  if (next == nullptr) return;  // nothing else to run here
+  check_stack(self, __builtin_frame_address(0));
+  self->state.store(fiber_state::runnable, std::memory_order_relaxed);
+  prepare_run(m, p, next);
+  switch_to(self->ctx, next->ctx, {&requeue_action, self});
+  if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
+}
+
+void exit_current() noexcept {
+  machine* m = current_m();
+  fiber* self = m->curg;
+  self->state.store(fiber_state::dead, std::memory_order_relaxed);
+  check_stack(self, __builtin_frame_address(0));
+  const switch_action recycle{&recycle_action, self};
+  if (fiber* next = next_after_leave(m)) {
+    prepare_run(m, m->p, next);
+    switch_final(next->ctx, recycle);
+  }
+  m->curg = nullptr;
+  switch_final(m->g0, recycle);
+}
+
+void start_first_machine(processor* p) {
+  S().nmspinning.store(0);
+  newm(p, false);
+}
+
+void wake_all_for_exit() {
+  std::lock_guard<std::mutex> lk(S().mu);
+  for (machine* m : S().machines) {
+    m->exiting = true;
+    notewakeup(m);
+  }
+}
+
+void join_machines() {
+  std::vector<machine*> ms;
+  {
+    std::lock_guard<std::mutex> lk(S().mu);
+    ms.swap(S().machines);
+    S().midle = nullptr;
+    S().nmidle = 0;
+  }
+  for (machine* m : ms) {
+    m->thread.join();
+    S().live_threads.fetch_sub(1, std::memory_order_relaxed);
+    delete m;
+  }
+}
+
+// ---- blocking ----
+
+bool enter_blocking() noexcept {
+  machine* m = current_m();
+  if (m == nullptr || m->curg == nullptr || m->in_blocking || m->p == nullptr) return false;
+  processor* p = m->p;
+  m->in_blocking = true;
+  p->syscalltick.store(p->syscalltick.load(std::memory_order_relaxed) + 1,
+                       std::memory_order_relaxed);
+  // release: sysmon's CAS (acquire) sees this processor's state as of now.
+  p->status.store(p_status::syscall, std::memory_order_release);
+  return true;
+}
+
+void exit_blocking() noexcept {
+  machine* m = current_m();
+  processor* p = m->p;
+  m->in_blocking = false;
+  p_status expected = p_status::syscall;
+  if (p->status.compare_exchange_strong(expected, p_status::running, std::memory_order_acq_rel)) {
+    return;  // fast path: nobody took the processor
+  }
+  // sysmon handed the processor to another machine.
+  m->p = nullptr;
+  processor* np = nullptr;
+  if (S().ph.load(std::memory_order_acquire) == phase::running) {
+    std::lock_guard<std::mutex> lk(S().mu);
+    np = pidle_get();
+  }
+  if (np != nullptr) {
+    acquire_p(m, np);
+    return;
+  }
+  // No processor: queue this fiber globally and park the machine as a spare.
+  fiber* self = m->curg;
+  self->state.store(fiber_state::runnable, std::memory_order_relaxed);
+  m->curg = nullptr;
+  switch_to(self->ctx, m->g0,
+            {[](void* f) {
+               if (S().ph.load(std::memory_order_relaxed) != phase::running) return;
+               S().gq.push(static_cast<fiber*>(f));
+               wakep();
+             },
+             self});
+}
+
+// ---- fiber entry ----
+
+void fiber_entry(bctx::transfer_t t) noexcept {
+  fiber* self = current_m()->curg;
+  context_entered(t, self->ctx);
+  try {
+    self->ops->run(self->closure);
+  } catch (const fiber_unwind&) {
+    // Unwound at shutdown: done.
+  } catch (...) {
+    if (self->is_main) {
+      S().main_exception = std::current_exception();
+    } else {
+      const char* what = "unknown exception";
+      try {
+        throw;
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      std::fprintf(stderr,
+                   "weft: fiber %llu (started at %s:%u) terminated by exception: %s\n",
+                   static_cast<unsigned long long>(self->id), self->file, self->line, what);
+      std::fflush(stderr);
+      std::terminate();
+    }
+  }
+  if (self->heap_closure) {
+    ::operator delete(self->closure);
+    self->closure = nullptr;
+  }
+  // Main returned: shutdown begins. Idle machines stay asleep; each busy
+  // one goes idle at its running fiber's next scheduling point (W4), and
+  // the last to go idle wakes run()'s thread (stopm).
+  if (self->is_main) S().ph.store(phase::stopping, std::memory_order_seq_cst);
+  exit_current();
+}
+
+// ---- stacks and overflow ----
+
+void check_stack(fiber* f, const void* sp) noexcept {
+  if (f->stack != nullptr && !f->stack->guarded && !stack_pool::canary_intact(*f->stack, sp)) {
+    report_overflow(f);
+  }
+}
+
+}  // namespace weft::detail

@@ -1,0 +1,143 @@
+#pragma once
+// scheduler.hpp: the runtime's shared scheduling state and the operations
+// the rest of the runtime builds on (ready, park, yield, exit, wakeups).
+// The protocols are described at the top of scheduler.cpp.
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <vector>
+
+#include "netpoll/poller.hpp"
+#include "runtime/fiber.hpp"
+#include "runtime/global_queue.hpp"
+#include "runtime/machine.hpp"
+#include "runtime/processor.hpp"
+#include "runtime/stack_pool.hpp"
+
+namespace weft::detail {
+
+enum class phase : std::uint32_t {
+  running,   // fibers run
+  stopping,  // main returned: no new fiber is started; running ones park at their next chance
+  final,     // workers are gone; run()'s thread unwinds what is left
+};
+
+// fiber_unwind: thrown out of park()/yield() into a fiber being unwound at
+// shutdown. User code must let it pass (a `catch (...)` must rethrow).
+struct fiber_unwind {};
+
+// ready_batch: fibers readied by a thread that holds no processor (the
+// poller firing timers, for instance), injected into the global queue in one
+// go by the thread that installed the batch.
+struct ready_batch {
+  fiber* first = nullptr;
+  fiber* last = nullptr;
+  std::size_t n = 0;
+};
+
+struct scheduler {
+  options opts;
+  unsigned nprocs = 0;
+  processor* ps = nullptr;  // [nprocs], fixed for the run
+  std::vector<unsigned> coprimes;  // strides for the random steal order
+
+  // mu guards: pidle, midle/nmidle, machines, every p->idle_link, and the
+  // idle <-> running transitions of processors. Lock order:
+  // sched::mu < global_queue::mu < pools.
+  std::mutex mu;
+  processor* pidle = nullptr;
+  machine* midle = nullptr;
+  unsigned nmidle = 0;
+  std::vector<machine*> machines;
+  // npidle, nmspinning: changed under mu or by RMW (seq_cst: they are the
+  // two sides of the Dekker handshake between submitters and idling
+  // workers, see "Spinning" in scheduler.cpp); read lock-free by wakep().
+  std::atomic<int> npidle{0};
+  std::atomic<int> nmspinning{0};
+  // Machines executing a fiber (not on g0). seq_cst: paired with phase for
+  // the shutdown handshake.
+  std::atomic<int> nm_running{0};
+
+  global_queue gq;
+  poller poll;
+  stack_pool stacks;
+  fiber_pool fibers;
+  std::atomic<phase> ph{phase::running};
+
+  // Shutdown: the last machine to go idle in phase::stopping stores 1 and
+  // wakes run()'s thread.
+  std::atomic<std::uint32_t> all_idle{0};
+
+  // Counters of events outside any processor (foreign threads, the poller).
+  std::atomic<std::uint64_t> shared_started{0};
+  std::atomic<std::uint64_t> shared_readies{0};
+  std::atomic<std::uint64_t> live_threads{0};  // runtime-created threads alive
+
+  // The main fiber's outcome, written by the main fiber, read by run() after
+  // all workers are joined.
+  int main_result = 0;
+  std::exception_ptr main_exception;
+
+  // phase::final only: fibers readied while unwinding, resumed by run()'s
+  // thread. Guarded by final_mu (a foreign thread may ready one).
+  std::mutex final_mu;
+  fiber* final_first = nullptr;
+  fiber* final_last = nullptr;
+};
+
+// The running runtime, or null. Set before any runtime thread starts and
+// cleared after all of them are joined; foreign threads read it only inside
+// the foreign_entry guard (runtime.cpp).
+extern scheduler* g_sched;
+
+// ---- operations (scheduler.cpp) ----
+
+// ready: make a parked (or new) fiber runnable. From a fiber holding a
+// processor it goes to that processor's `next` slot; otherwise to the
+// current ready_batch if one is installed, else the global queue.
+void ready(fiber* f) noexcept;
+// ready_spawned: queue a new fiber (go): like ready, always wakes a worker.
+void ready_spawned(fiber* f) noexcept;
+
+// park_current: park the running fiber; `release` runs once its context is
+// saved. Throws fiber_unwind at shutdown.
+void park_current(switch_action release, wait_reason why, const void* obj);
+void yield_current();
+[[noreturn]] void exit_current() noexcept;
+
+// inject: put a chain of runnable fibers on the global queue and start up
+// to that many idle processors.
+void inject(fiber* first, fiber* last, std::size_t n) noexcept;
+void set_ready_batch(ready_batch* b) noexcept;
+
+// Machines.
+void start_first_machine(processor* p);
+void wake_all_for_exit();
+void join_machines();
+
+// blocking(): enter returns false when the caller is not a fiber holding a
+// processor (then blocking() just calls f).
+bool enter_blocking() noexcept;
+void exit_blocking() noexcept;
+
+// Fiber entry point for make_context.
+void fiber_entry(bctx::transfer_t t) noexcept;
+
+// check_stack: abort with the overflow report if the running fiber's
+// canary-protected stack overflowed.
+void check_stack(fiber* f, const void* sp) noexcept;
+[[noreturn]] void report_overflow(const fiber* f) noexcept;
+// Overflow reporting (overflow.cpp): the SIGSEGV/SIGBUS handler, installed
+// once per process, and each runtime thread's alternate signal stack.
+void install_overflow_handler() noexcept;
+void altstack_install() noexcept;
+void altstack_remove() noexcept;
+
+// Shared helpers.
+fiber* current_fiber() noexcept;  // null outside a fiber
+std::uint64_t next_fiber_id(processor* p) noexcept;
+std::int64_t coarse_now_ns() noexcept;
+
+}  // namespace weft::detail

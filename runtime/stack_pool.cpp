@@ -1,0 +1,164 @@
+// stack_pool.cpp: slab-carved fiber stacks (see stack_pool.hpp).
+
+#include "runtime/stack_pool.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <new>
+#include <system_error>
+
+namespace weft::detail {
+namespace {
+
+constexpr std::size_t guarded_slab_stacks = 64;
+constexpr std::size_t canary_slab_stacks = 1024;
+
+std::size_t read_max_map_count() {
+  std::FILE* f = std::fopen("/proc/sys/vm/max_map_count", "r");
+  unsigned long v = 65530;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%lu", &v) != 1) v = 65530;
+    std::fclose(f);
+  }
+  return v;
+}
+
+}  // namespace
+
+void stack_pool::init(std::size_t usable) {
+  page_ = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  usable_ = usable;
+  // Two mappings per guarded stack; leave three quarters of the budget to
+  // the application and the rest of the runtime.
+  guard_budget_ = read_max_map_count() / 8;
+}
+
+void stack_pool::grow_locked() {
+  const bool guarded = guard_budget_ >= guarded_slab_stacks;
+  const std::size_t n = guarded ? guarded_slab_stacks : canary_slab_stacks;
+  const std::size_t span = page_ + usable_;  // guard or canary page + stack
+  // Unguarded slabs get one extra PROT_NONE page at the bottom.
+  const std::size_t bytes = n * span + (guarded ? 0 : page_);
+  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "weft: mmap of a stack slab");
+  auto* slots = new (std::nothrow) stack_slot[n];
+  if (slots == nullptr) {
+    ::munmap(base, bytes);
+    throw std::bad_alloc();
+  }
+  char* first = static_cast<char*>(base) + (guarded ? 0 : page_);
+  if (!guarded && ::mprotect(base, page_, PROT_NONE) != 0) {
+    int e = errno;
+    ::munmap(base, bytes);
+    delete[] slots;
+    throw std::system_error(e, std::generic_category(), "weft: mprotect of a stack guard");
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    char* slot_base = first + i * span;
+    if (guarded && ::mprotect(slot_base, page_, PROT_NONE) != 0) {
+      int e = errno;
+      ::munmap(base, bytes);
+      delete[] slots;
+      throw std::system_error(e, std::generic_category(), "weft: mprotect of a stack guard");
+    }
+    slots[i].lo = slot_base + page_;
+    slots[i].size = usable_;
+    slots[i].guarded = guarded;
+    slots[i].resident = false;
+  }
+  // Link in reverse so the lowest addresses are handed out first.
+  for (std::size_t i = n; i-- > 0;) {
+    slots[i].next = free_;
+    free_ = &slots[i];
+  }
+  if (guarded) guard_budget_ -= n;
+  slabs_.push_back(slab{base, bytes, slots});
+  free_count_ += n;
+  total_ += n;
+}
+
+stack_slot* stack_pool::acquire(stack_cache& c) {
+  if (c.head == nullptr) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (free_ == nullptr) grow_locked();
+    for (unsigned i = 0; i < batch && free_ != nullptr; ++i) {
+      stack_slot* s = free_;
+      free_ = s->next;
+      --free_count_;
+      s->next = c.head;
+      c.head = s;
+      ++c.count;
+    }
+  }
+  stack_slot* s = c.head;
+  c.head = s->next;
+  --c.count;
+  s->next = nullptr;
+  return s;
+}
+
+void stack_pool::release(stack_cache& c, stack_slot* s) noexcept {
+  s->resident = true;
+  s->next = c.head;
+  c.head = s;
+  if (++c.count <= cache_max) return;
+  // Give the older half (the tail of the LIFO) back to the global list.
+  stack_slot* keep = c.head;
+  for (unsigned i = 1; i < cache_max / 2; ++i) keep = keep->next;
+  stack_slot* rest = keep->next;
+  keep->next = nullptr;
+  c.count = cache_max / 2;
+  stack_slot* tail = rest;
+  std::size_t n = 1;
+  // Pages are given back before the stacks become visible to other workers.
+  bool trim = free_count_ > high_water;  // racy read: only a hint
+  for (;; ++n) {
+    if (trim && tail->resident) {
+      ::madvise(tail->lo, tail->size, MADV_DONTNEED);
+      tail->resident = false;
+    }
+    if (tail->next == nullptr) break;
+    tail = tail->next;
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  tail->next = free_;
+  free_ = rest;
+  free_count_ += n;
+}
+
+void stack_pool::flush(stack_cache& c) noexcept {
+  if (c.head == nullptr) return;
+  stack_slot* tail = c.head;
+  while (tail->next != nullptr) tail = tail->next;
+  std::lock_guard<std::mutex> lk(mu_);
+  tail->next = free_;
+  free_ = c.head;
+  free_count_ += c.count;
+  c.head = nullptr;
+  c.count = 0;
+}
+
+std::uint64_t stack_pool::stacks_out() const noexcept {
+  auto* self = const_cast<stack_pool*>(this);
+  std::lock_guard<std::mutex> lk(self->mu_);
+  return total_ - free_count_;
+}
+
+void stack_pool::destroy() noexcept {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (slab& s : slabs_) {
+    ::munmap(s.base, s.bytes);
+    delete[] s.slots;
+  }
+  slabs_.clear();
+  slabs_.shrink_to_fit();
+  free_ = nullptr;
+  free_count_ = 0;
+  total_ = 0;
+}
+
+}  // namespace weft::detail
