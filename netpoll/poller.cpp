@@ -113,8 +113,8 @@ void poller::loop() noexcept {
     sleep_until_ = deadline;
     lock_.unlock();
     if (batch.n != 0) {
-      inject(batch.first, batch.last, batch.n);
-      batch = ready_batch{};
+      inject(batch.fibers, batch.n);
+      batch.n = 0;
     }
     int n;
     if (deadline == INT64_MAX) {

@@ -80,12 +80,17 @@ struct switch_action {
 };
 
 // switch_to: suspend `from` and resume `to`; returns when someone switches
-// back to `from`. `act` runs on `to` first.
-void switch_to(exec_context& from, exec_context& to, switch_action act) noexcept;
+// back to `from`. `act` runs on `to` first. `eh` is the calling thread's
+// exception globals (thread_eh_state(), cached by the caller's machine).
+void switch_to(eh_state* eh, exec_context& from, exec_context& to, switch_action act) noexcept;
 
 // switch_final: leave a context that will never run again (a finished
 // fiber); `act` typically recycles its stack.
-[[noreturn]] void switch_final(exec_context& to, switch_action act) noexcept;
+[[noreturn]] void switch_final(eh_state* eh, exec_context& to, switch_action act) noexcept;
+
+// thread_eh_state: the calling thread's C++ exception globals. Call it once
+// per thread, on that thread, and cache the result.
+eh_state* thread_eh_state() noexcept;
 
 // make_context: prepare `ctx` to start `entry` on the stack [lo, lo+size)
 // at its next switch_to. `entry` receives the jump and must call
@@ -96,8 +101,8 @@ void make_context(exec_context& ctx, void* lo, std::size_t size,
 // context_entered: the first thing a new context's entry does.
 void context_entered(bctx::transfer_t t, exec_context& self) noexcept;
 
-// init_thread_context / destroy_context: sanitizer bookkeeping for a worker
-// thread's own stack and for a context that has ended.
+// init_thread_context: sanitizer bookkeeping for a thread's own stack (it
+// needs no destroy). destroy_context: for a fiber context that has ended.
 void init_thread_context(exec_context& ctx) noexcept;
 void destroy_context(exec_context& ctx) noexcept;
 

@@ -62,7 +62,7 @@ struct fiber {
   std::atomic<const void*> wait_obj{nullptr};
   std::atomic<std::int64_t> wait_since{0};  // coarse monotonic ns
 
-  static constexpr std::size_t inline_size = 128;
+  static constexpr std::size_t inline_size = 88;
   alignas(16) unsigned char inline_[inline_size];
 };
 

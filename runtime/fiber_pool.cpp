@@ -2,18 +2,31 @@
 
 #include "runtime/fiber_pool.hpp"
 
+#include <sys/mman.h>
+
+#include <cstdint>
 #include <new>
 
 namespace weft::detail {
 
+namespace {
+// map_chunk: chunk_bytes of zeroed, populated memory. MAP_POPULATE faults
+// the pages in one system call instead of one fault per 4 KiB. (Huge pages
+// were tried: faster on average, but THP's synchronous compaction stalled
+// a whole spawn run for hundreds of milliseconds now and then.)
+void* map_chunk() {
+  void* mem = ::mmap(nullptr, fiber_pool::chunk_bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (mem == MAP_FAILED) throw std::bad_alloc();
+  return mem;
+}
+}  // namespace
+
 void fiber_pool::grow_locked() {
-  auto* chunk = static_cast<fiber*>(
-      ::operator new(sizeof(fiber) * chunk_records, std::align_val_t{64}));
+  auto* chunk = static_cast<fiber*>(map_chunk());
   for (unsigned i = 0; i < chunk_records; ++i) new (&chunk[i]) fiber();
-  for (unsigned i = chunk_records; i-- > 0;) {
-    chunk[i].link = free_;
-    free_ = &chunk[i];
-  }
+  free_.reserve(free_.size() + chunk_records);
+  for (unsigned i = chunk_records; i-- > 0;) free_.push_back(&chunk[i]);
   chunks_.push_back(chunk);
   published_.store(chunks_.size(), std::memory_order_release);  // pairs with for_each_record
   free_count_.fetch_add(chunk_records, std::memory_order_relaxed);
@@ -32,32 +45,25 @@ void fiber_pool::reset(fiber* f) noexcept {
 }
 
 fiber* fiber_pool::acquire(fiber_cache& c) {
-  if (c.head == nullptr) {
+  if (c.count == 0) {
     std::lock_guard<std::mutex> lk(mu_);
-    if (free_ == nullptr) grow_locked();
-    unsigned n = 0;
-    while (n < batch && free_ != nullptr) {
-      fiber* f = free_;
-      free_ = f->link;
-      f->link = c.head;
-      c.head = f;
-      ++n;
-    }
-    c.count += n;
+    if (free_.empty()) grow_locked();
+    const std::size_t n = free_.size() < batch ? free_.size() : batch;
+    for (std::size_t i = 0; i < n; ++i) c.items[i] = free_[free_.size() - n + i];
+    free_.resize(free_.size() - n);
+    c.count = static_cast<unsigned>(n);
     free_count_.fetch_sub(n, std::memory_order_relaxed);
   }
-  fiber* f = c.head;
-  c.head = f->link;
-  --c.count;
+  fiber* f = c.items[--c.count];
   reset(f);
   return f;
 }
 
 fiber* fiber_pool::acquire_shared() {
   std::lock_guard<std::mutex> lk(mu_);
-  if (free_ == nullptr) grow_locked();
-  fiber* f = free_;
-  free_ = f->link;
+  if (free_.empty()) grow_locked();
+  fiber* f = free_.back();
+  free_.pop_back();
   free_count_.fetch_sub(1, std::memory_order_relaxed);
   reset(f);
   return f;
@@ -65,54 +71,46 @@ fiber* fiber_pool::acquire_shared() {
 
 void fiber_pool::release(fiber_cache& c, fiber* f) noexcept {
   f->state.store(fiber_state::free, std::memory_order_relaxed);
-  f->link = c.head;
-  c.head = f;
-  if (++c.count <= cache_max) return;
-  // Hand the older half back.
-  fiber* keep = c.head;
-  for (unsigned i = 1; i < cache_max / 2; ++i) keep = keep->link;
-  fiber* rest = keep->link;
-  keep->link = nullptr;
-  const unsigned n = c.count - cache_max / 2;
-  c.count = cache_max / 2;
-  fiber* tail = rest;
-  while (tail->link != nullptr) tail = tail->link;
-  std::lock_guard<std::mutex> lk(mu_);
-  tail->link = free_;
-  free_ = rest;
-  free_count_.fetch_add(n, std::memory_order_relaxed);
+  if (c.count == fiber_cache::capacity) {
+    // Hand the older half back.
+    constexpr unsigned half = fiber_cache::capacity / 2;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      free_.insert(free_.end(), c.items, c.items + half);
+    }
+    free_count_.fetch_add(half, std::memory_order_relaxed);
+    for (unsigned i = 0; i < half; ++i) c.items[i] = c.items[i + half];
+    c.count = half;
+  }
+  c.items[c.count++] = f;
 }
 
 void fiber_pool::release_shared(fiber* f) noexcept {
   f->state.store(fiber_state::free, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lk(mu_);
-  f->link = free_;
-  free_ = f;
+  free_.push_back(f);
   free_count_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void fiber_pool::flush(fiber_cache& c) noexcept {
-  if (c.head == nullptr) return;
-  fiber* tail = c.head;
-  while (tail->link != nullptr) tail = tail->link;
+  if (c.count == 0) return;
   std::lock_guard<std::mutex> lk(mu_);
-  tail->link = free_;
-  free_ = c.head;
+  free_.insert(free_.end(), c.items, c.items + c.count);
   free_count_.fetch_add(c.count, std::memory_order_relaxed);
-  c.head = nullptr;
   c.count = 0;
 }
 
 void fiber_pool::destroy() noexcept {
   std::lock_guard<std::mutex> lk(mu_);
+  published_.store(0, std::memory_order_relaxed);
   for (fiber* chunk : chunks_) {
     for (unsigned i = 0; i < chunk_records; ++i) chunk[i].~fiber();
-    ::operator delete(chunk, std::align_val_t{64});
+    ::munmap(chunk, chunk_bytes);
   }
-  published_.store(0, std::memory_order_relaxed);
   chunks_.clear();
   chunks_.shrink_to_fit();
-  free_ = nullptr;
+  free_.clear();
+  free_.shrink_to_fit();
   free_count_.store(0, std::memory_order_relaxed);
   total_.store(0, std::memory_order_relaxed);
 }

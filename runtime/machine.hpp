@@ -26,6 +26,7 @@ struct fiber;
 
 struct machine {
   exec_context g0;                // this thread's scheduler context
+  eh_state* eh = nullptr;         // this thread's exception globals (thread_eh_state)
   processor* p = nullptr;         // held processor; written by this thread, or by
                                   // the waker before unpark (through nextp)
   processor* nextp = nullptr;     // handed over by startm under sched::mu_, read after wake

@@ -59,11 +59,11 @@ struct processor {
   std::uint32_t next_streak = 0;            // consecutive picks from runq.next
 
   // Read by sysmon without a lock (relaxed): it only compares snapshots.
-  std::atomic<std::uint32_t> schedtick{0};    // bumped at every switch
+  std::atomic<std::uint64_t> schedtick{0};    // bumped at every switch (also the stat)
   std::atomic<std::uint32_t> syscalltick{0};  // bumped at every blocking() entry
 
   // stats (P1 writers)
-  p_counter started, finished, switches, steals, parks;
+  p_counter started, finished, steals, parks;
 };
 
 }  // namespace weft::detail

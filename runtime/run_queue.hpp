@@ -1,34 +1,48 @@
 #pragma once
-// run_queue.hpp: a processor's local run queue: a bounded ring with one
-// producer (the thread holding the processor) and many consumers (that
-// thread, and thieves stealing half), plus the one-fiber `next` slot.
+// run_queue.hpp: a processor's local run queue: a bounded FIFO ring plus
+// the one-fiber `next` slot, used by one owner (the thread holding the
+// processor) and, rarely, by thieves (idle workers, sysmon).
 //
-// Design (Go's runqput/runqget/runqgrab)
-//   head_ and tail_ are free-running 32-bit counters; the ring holds
-//   tail_ - head_ fibers in slots [head_, tail_) mod N. The producer writes a
-//   slot and then publishes it with a release store of tail_. Consumers read
-//   the slots they want and then claim them with one CAS on head_; a failed
-//   CAS discards what was read. Slots are relaxed atomics because a slow
-//   thief may read a slot the producer is already reusing (its CAS then
-//   fails), which would otherwise be a data race.
+// Design
+//   The owner touches the queue at every scheduling decision; thieves come
+//   only when a worker runs dry. So the owner's operations are plain loads
+//   and stores (no locked instruction: one costs ~8.5 ns on the dev VM, as
+//   much as a whole context switch), and a thief pays for exclusion with an
+//   asymmetric barrier (asym_fence.hpp, ~0.34 us):
+//
+//     owner op:  in_op_ = 1; asym_light; if thief_ != 0: back off and wait;
+//                ...plain queue reads and writes...; in_op_ = 0 (release)
+//     thief:     CAS thief_ 0 -> 1; asym_heavy; wait until in_op_ == 0;
+//                ...take half...; thief_ = 0 (release)
+//
+//   This is a Dekker handshake: asym_heavy makes the owner's `in_op_ = 1`
+//   visible to the thief, or the owner's later load sees `thief_ == 1`.
+//   Thieves first look at the queue without exclusion (looks_empty) so an
+//   empty victim costs them nothing.
 //   `next_` holds the fiber most recently readied by the running fiber, so
-//   a fiber woken by a channel handoff runs next on the same core. It is
-//   CAS'd by the owner and by thieves (only on their last pass), so a
-//   processor whose thread is stuck cannot strand it.
-//   Rejected: an unbounded queue (a mutex or a linked MPMC queue costs more
-//   per push than the rare overflow to the global queue).
+//   a fiber woken by a channel handoff runs next on the same core; thieves
+//   take it only on their last pass, and only if it has sat there a while.
+//   Rejected: Go's CAS-based ring (a CAS in every owner pop and in every
+//   write of `next`: four locked instructions per channel round trip) and
+//   an unbounded queue (overflow to the global queue is rare and cheap).
 //
 // Invariants
-//   R1  Only the owner writes tail_ and the slots in [tail_, head_ + N).
-//   R2  A slot's content is read before the CAS on head_ that claims it.
-//   R3  tail_ - head_ <= N, as seen by the owner.
-//   R4  next_ is set only by the owner; anyone may CAS it to null and then
-//       owns the fiber it held.
+//   R1  head_, tail_, next_ and the slots are written only inside an owner
+//       section or a thief section, and the two exclude each other.
+//   R2  At most one thief section is open per queue (thief_ CAS).
+//   R3  Neither section waits for anything but the other side's exit, and a
+//       thief never opens an owner section while in a thief section (no
+//       deadlock between two workers stealing from each other).
+//   R4  0 <= tail_ - head_ <= N.
+//   Outside sections, head_/tail_/next_ may be read by anyone as a hint
+//   (relaxed), e.g. by idle workers re-checking for work (scheduler.cpp K3).
 
 #include <atomic>
 #include <cstdint>
 
+#include "runtime/asym_fence.hpp"
 #include "runtime/fiber.hpp"
+#include "weft/detail/spinlock.hpp"
 
 namespace weft::detail {
 
@@ -39,119 +53,170 @@ class run_queue {
  public:
   static constexpr std::uint32_t capacity = N;
 
-  // push: owner only. Returns false when the ring is full (the caller moves
-  // half of it to the global queue, see push_overflow).
+  // ---- owner side: each call is one owner section ----
+
+  // push: false when the ring is full (see take_half).
   bool push(fiber* f) noexcept {
-    const std::uint32_t h = head_.load(std::memory_order_acquire);  // pairs with consumers' CAS
-    const std::uint32_t t = tail_.load(std::memory_order_relaxed);  // R1: only we write it
+    owner_section s(*this);
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    const std::uint32_t t = tail_.load(std::memory_order_relaxed);
     if (t - h >= N) return false;
     slots_[t % N].store(f, std::memory_order_relaxed);
-    tail_.store(t + 1, std::memory_order_release);  // pairs with the acquire in pop/grab
+    tail_.store(t + 1, std::memory_order_relaxed);
     return true;
   }
 
-  // take_half_and: owner only, when push failed. Claims the older half of
-  // the ring and links it, followed by `extra`, through fiber::link. Returns
-  // the number of fibers in the chain (0 if thieves emptied the ring in the
-  // meantime: then push can be retried).
-  std::uint32_t take_half(fiber*& first, fiber*& last) noexcept {
-    std::uint32_t h = head_.load(std::memory_order_acquire);
+  // push_many: push up to `n` fibers from out[]; returns how many fit.
+  std::uint32_t push_many(fiber* const* out, std::uint32_t n) noexcept {
+    owner_section s(*this);
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    std::uint32_t t = tail_.load(std::memory_order_relaxed);
+    std::uint32_t k = 0;
+    for (; k < n && t - h < N; ++k, ++t) slots_[t % N].store(out[k], std::memory_order_relaxed);
+    tail_.store(t, std::memory_order_relaxed);
+    return k;
+  }
+
+  fiber* pop() noexcept {
+    owner_section s(*this);
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
     const std::uint32_t t = tail_.load(std::memory_order_relaxed);
-    const std::uint32_t n = (t - h) / 2;
-    if (n == 0) return 0;
-    fiber* chain[N / 2];
-    for (std::uint32_t i = 0; i < n; ++i) chain[i] = slots_[(h + i) % N].load(std::memory_order_relaxed);
-    // R2; release pairs with the acquire loads of head_ by the producer.
-    if (!head_.compare_exchange_strong(h, h + n, std::memory_order_acq_rel)) return 0;
-    for (std::uint32_t i = 0; i + 1 < n; ++i) chain[i]->link = chain[i + 1];
-    chain[n - 1]->link = nullptr;
-    first = chain[0];
-    last = chain[n - 1];
+    if (t == h) return nullptr;
+    fiber* f = slots_[h % N].load(std::memory_order_relaxed);
+    head_.store(h + 1, std::memory_order_relaxed);
+    // The next record is probably cold (queued long ago): start loading it.
+    if (t - h > 1) __builtin_prefetch(slots_[(h + 1) % N].load(std::memory_order_relaxed));
+    return f;
+  }
+
+  // take_half: move the older half of the ring into out[] (capacity N/2);
+  // returns the count (the caller moves them to the global queue).
+  std::uint32_t take_half(fiber** out) noexcept {
+    owner_section s(*this);
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    const std::uint32_t n = (tail_.load(std::memory_order_relaxed) - h) / 2;
+    for (std::uint32_t i = 0; i < n; ++i) out[i] = slots_[(h + i) % N].load(std::memory_order_relaxed);
+    head_.store(h + n, std::memory_order_relaxed);
     return n;
   }
 
-  // pop: owner only (thieves use grab). FIFO.
-  fiber* pop() noexcept {
-    std::uint32_t h = head_.load(std::memory_order_acquire);
-    for (;;) {
-      const std::uint32_t t = tail_.load(std::memory_order_relaxed);
-      if (t == h) return nullptr;
-      fiber* f = slots_[h % N].load(std::memory_order_relaxed);
-      if (head_.compare_exchange_weak(h, h + 1, std::memory_order_acq_rel,
-                                      std::memory_order_acquire)) {
-        return f;
-      }
-    }
-  }
-
-  // steal_into: a thief moves half (rounded up) of this ring into `dst`,
-  // which it owns and which must be empty, and returns one fiber to run
-  // now. With take_next, a thief may also take the `next` fiber.
-  fiber* steal_into(run_queue& dst, bool take_next) noexcept {
-    const std::uint32_t dt = dst.tail_.load(std::memory_order_relaxed);
-    for (;;) {
-      std::uint32_t h = head_.load(std::memory_order_acquire);  // sync with other consumers
-      const std::uint32_t t = tail_.load(std::memory_order_acquire);  // pairs with push's release
-      std::uint32_t n = t - h;
-      n -= n / 2;
-      if (n == 0) {
-        if (!take_next) return nullptr;
-        fiber* nx = next_.load(std::memory_order_acquire);  // pairs with set_next's release
-        if (nx == nullptr) return nullptr;
-        if (next_.compare_exchange_strong(nx, nullptr, std::memory_order_acq_rel)) return nx;
-        continue;
-      }
-      if (n > N / 2) continue;  // h and t read at different times; retry
-      for (std::uint32_t i = 0; i < n; ++i) {
-        dst.slots_[(dt + i) % N].store(slots_[(h + i) % N].load(std::memory_order_relaxed),
-                                       std::memory_order_relaxed);
-      }
-      if (head_.compare_exchange_strong(h, h + n, std::memory_order_acq_rel)) {  // R2
-        fiber* run = dst.slots_[(dt + n - 1) % N].load(std::memory_order_relaxed);
-        if (n > 1) dst.tail_.store(dt + n - 1, std::memory_order_release);
-        return run;
-      }
-    }
-  }
-
-  // set_next: owner only. Returns the fiber it displaced (or null), which
-  // the caller must queue.
+  // set_next: returns the fiber it displaced (or null); the caller queues it.
   fiber* set_next(fiber* f) noexcept {
-    return next_.exchange(f, std::memory_order_acq_rel);  // R4; pairs with take_next/steal
+    owner_section s(*this);
+    fiber* old = next_.load(std::memory_order_relaxed);
+    next_.store(f, std::memory_order_relaxed);
+    return old;
   }
 
-  // take_next: owner only.
   fiber* take_next() noexcept {
-    fiber* nx = next_.load(std::memory_order_relaxed);
-    if (nx == nullptr) return nullptr;
-    if (next_.compare_exchange_strong(nx, nullptr, std::memory_order_acquire)) return nx;
-    return nullptr;  // a thief took it
+    if (next_.load(std::memory_order_relaxed) == nullptr) return nullptr;  // own write, or a thief's (seen late: harmless)
+    owner_section s(*this);
+    fiber* f = next_.load(std::memory_order_relaxed);
+    if (f != nullptr) next_.store(nullptr, std::memory_order_relaxed);
+    return f;
   }
 
-  // empty: approximate, for any thread (scheduling decisions re-check).
-  bool empty() const noexcept {
-    return head_.load(std::memory_order_acquire) == tail_.load(std::memory_order_acquire) &&
-           next_.load(std::memory_order_acquire) == nullptr;
+  // ---- thief side ----
+
+  // looks_empty: a hint, readable by anyone without a section.
+  bool looks_empty() const noexcept {
+    return head_.load(std::memory_order_relaxed) == tail_.load(std::memory_order_relaxed) &&
+           next_.load(std::memory_order_relaxed) == nullptr;
+  }
+  bool ring_looks_empty() const noexcept {
+    return head_.load(std::memory_order_relaxed) == tail_.load(std::memory_order_relaxed);
+  }
+  fiber* peek_next() const noexcept { return next_.load(std::memory_order_relaxed); }
+
+  // steal: take half the ring (rounded up) into out[] (capacity N/2), or,
+  // with take_next and an empty ring, the `next` fiber. Returns the count;
+  // 0 if the queue is empty or another thief is at work on it.
+  std::uint32_t steal(fiber** out, bool take_next) noexcept {
+    if (looks_empty() && !take_next) return 0;
+    if (!thief_enter()) return 0;
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    std::uint32_t n = tail_.load(std::memory_order_relaxed) - h;
+    n -= n / 2;
+    if (n != 0) {
+      for (std::uint32_t i = 0; i < n; ++i) out[i] = slots_[(h + i) % N].load(std::memory_order_relaxed);
+      head_.store(h + n, std::memory_order_relaxed);
+    } else if (take_next) {
+      if (fiber* f = next_.load(std::memory_order_relaxed)) {
+        next_.store(nullptr, std::memory_order_relaxed);
+        out[0] = f;
+        n = 1;
+      }
+    }
+    thief_exit();
+    return n;
   }
 
-  // reset: drop everything. Only with no other thread touching the queue.
+  // ---- any thread ----
+
+  std::uint32_t size() const noexcept {  // a hint
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    const std::uint32_t t = tail_.load(std::memory_order_relaxed);
+    return (t - h) + (next_.load(std::memory_order_relaxed) != nullptr ? 1 : 0);
+  }
+
+  // reset: drop everything. Only when no other thread can touch the queue.
   void reset() noexcept {
     head_.store(0, std::memory_order_relaxed);
     tail_.store(0, std::memory_order_relaxed);
     next_.store(nullptr, std::memory_order_relaxed);
   }
 
-  std::uint32_t size() const noexcept {
-    const std::uint32_t h = head_.load(std::memory_order_acquire);
-    const std::uint32_t t = tail_.load(std::memory_order_acquire);
-    return (t - h) + (next_.load(std::memory_order_relaxed) != nullptr ? 1 : 0);
+ private:
+  struct owner_section {
+    run_queue& q;
+    explicit owner_section(run_queue& rq) noexcept : q(rq) {
+      q.in_op_.store(1, std::memory_order_relaxed);
+      asym_light();
+      if (q.thief_.load(std::memory_order_acquire) != 0) q.owner_wait();  // pairs with thief_exit
+    }
+    ~owner_section() { q.in_op_.store(0, std::memory_order_release); }  // pairs with thief_enter
+  };
+
+  void owner_wait() noexcept {
+    for (;;) {
+      in_op_.store(0, std::memory_order_release);
+      for (unsigned spins = 0; thief_.load(std::memory_order_acquire) != 0; ++spins) {
+        if (spins < 256) {
+          cpu_relax();
+        } else {
+          ::sched_yield();
+        }
+      }
+      in_op_.store(1, std::memory_order_relaxed);
+      asym_light();
+      if (thief_.load(std::memory_order_acquire) == 0) return;
+    }
   }
 
- private:
-  alignas(64) std::atomic<std::uint32_t> head_{0};
-  alignas(64) std::atomic<std::uint32_t> tail_{0};
+  bool thief_enter() noexcept {
+    std::uint32_t expected = 0;
+    if (thief_.load(std::memory_order_relaxed) != 0 ||
+        !thief_.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+      return false;  // R2: someone else is stealing here
+    }
+    asym_heavy();
+    for (unsigned spins = 0; in_op_.load(std::memory_order_acquire) != 0; ++spins) {  // pairs with ~owner_section
+      if (spins < 256) {
+        cpu_relax();
+      } else {
+        ::sched_yield();
+      }
+    }
+    return true;
+  }
+  void thief_exit() noexcept { thief_.store(0, std::memory_order_release); }
+
+  alignas(64) std::atomic<std::uint32_t> in_op_{0};  // owner: 1 inside an owner section
+  std::atomic<std::uint32_t> head_{0};
+  std::atomic<std::uint32_t> tail_{0};
   std::atomic<fiber*> next_{nullptr};
   std::atomic<fiber*> slots_[N];
+  alignas(64) std::atomic<std::uint32_t> thief_{0};  // 1 while a thief section is open
 };
 
 }  // namespace weft::detail

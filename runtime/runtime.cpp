@@ -153,7 +153,7 @@ struct unwinder {
     if (!f->unwinding) ++unwound;
     f->unwinding = true;
     fm.curg = f;
-    switch_to(fm.g0, f->ctx, {});
+    switch_to(fm.eh, fm.g0, f->ctx, {});
     return true;
   }
 
@@ -170,6 +170,7 @@ struct unwinder {
 
   void run() {
     set_current_m(&fm);
+    fm.eh = thread_eh_state();
     init_thread_context(fm.g0);
     altstack_install();
     fm.p = &s.ps[0];
@@ -197,7 +198,6 @@ struct unwinder {
       s.fibers.flush(s.ps[i].records);
     }
     altstack_remove();
-    destroy_context(fm.g0);
     set_current_m(nullptr);
   }
 
@@ -232,6 +232,7 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   } release_guard;
 
   install_overflow_handler();
+  asym_fence_init();
   auto* s = new scheduler();
   s->opts = opts;
   s->nprocs = opts.workers;
@@ -377,14 +378,7 @@ teardown_report last_teardown() noexcept { return g_last_teardown; }
 
 // ---- public ----
 
-void yield() {
-  detail::machine* m = detail::current_m();
-  if (m != nullptr && m->curg != nullptr && !m->in_blocking) {
-    detail::yield_current();
-  } else {
-    std::this_thread::yield();
-  }
-}
+void yield() { detail::yield_current(); }
 
 std::uint64_t this_fiber_id() noexcept {
   detail::fiber* f = detail::current_fiber();
@@ -409,7 +403,7 @@ runtime_stats stats() noexcept {
     started += p.started.get();
     finished += p.finished.get();
     parks += p.parks.get();
-    r.context_switches += p.switches.get();
+    r.context_switches += p.schedtick.load(std::memory_order_relaxed);
     r.steals += p.steals.get();
     runnable += p.runq.size();
   }

@@ -11,18 +11,19 @@
 //   A machine with a processor but no work becomes *spinning* while it looks
 //   for work to steal. At most half the busy processors' worth of machines
 //   spin. The rules that make wakeups impossible to lose:
-//   K1  A submitter (ready, go, inject) publishes the fiber, executes a full
-//       fence, then wakes a machine only if some processor is idle and no
-//       machine is spinning (wakep). A spinning machine will find the work.
+//   K1  A submitter (ready, go, inject) publishes the fiber, executes
+//       asym_light(), then wakes a machine only if some processor is idle
+//       and no machine is spinning (wakep). A spinning machine will find it.
 //   K2  A spinning machine that finds work stops spinning and calls wakep(),
 //       so a burst of submissions fans out one machine at a time.
 //   K3  A machine giving up puts its processor on the idle list (npidle++),
-//       stops spinning (nmspinning--), executes a full fence, and only then
+//       stops spinning (nmspinning--), executes asym_heavy(), and only then
 //       re-checks every local queue and the global queue; if anything is
 //       there it takes an idle processor back and starts over.
-//   K1 and K3 are the two halves of a Dekker handshake: either the
-//   submitter sees the idle processor (and wakes someone), or the idling
-//   machine sees the work.
+//   K1 and K3 are the two halves of a Dekker handshake (asym_fence.hpp):
+//   either the submitter sees the idle processor (and wakes someone), or
+//   the idling machine sees the work. The submitter's side costs a compiler
+//   barrier; the idler, about to sleep anyway, pays for a membarrier.
 //   Rejected: waking a machine on every submission (a futex wake costs
 //   microseconds and would dominate ping-pong at 2 workers), and polling.
 //
@@ -52,7 +53,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <thread>
 
+#include "runtime/asym_fence.hpp"
 #include "runtime/futex.hpp"
 
 namespace weft::detail {
@@ -61,8 +64,10 @@ scheduler* g_sched = nullptr;
 
 namespace {
 
-thread_local machine* tls_m = nullptr;
-thread_local ready_batch* tls_batch = nullptr;
+// initial-exec: one %fs-relative load, no __tls_get_addr call (weft is
+// linked into the executable or loaded at startup, never dlopen'ed late).
+__attribute__((tls_model("initial-exec"))) thread_local machine* tls_m = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local ready_batch* tls_batch = nullptr;
 
 constexpr std::uint32_t max_next_streak = 128;
 
@@ -173,14 +178,12 @@ void runq_put(processor* p, fiber* f, bool next) noexcept {
     if (f == nullptr) return;
   }
   while (!p->runq.push(f)) {
-    fiber* first = nullptr;
-    fiber* last = nullptr;
-    const std::uint32_t n = p->runq.take_half(first, last);
-    if (n != 0) {
-      last->link = f;
-      S().gq.push_chain(first, f, n + 1);
-      return;
-    }
+    // Full: move the older half and f to the global queue in one batch.
+    fiber* batch[local_queue_size / 2 + 1];
+    const std::uint32_t n = p->runq.take_half(batch);
+    batch[n] = f;
+    S().gq.push_many(batch, n + 1);
+    return;
   }
 }
 
@@ -192,15 +195,14 @@ fiber* global_get(processor* p, std::size_t max) noexcept {
   std::size_t want = sz / S().nprocs + 1;
   if (max != 0 && want > max) want = max;
   want = std::min<std::size_t>(want, local_queue_size / 2);
-  std::size_t n = 0;
-  fiber* first = S().gq.pop_chain(want, n);
-  if (first == nullptr) return nullptr;
-  for (fiber* f = first->link; f != nullptr;) {
-    fiber* nx = f->link;
-    runq_put(p, f, false);
-    f = nx;
+  fiber* batch[local_queue_size / 2];
+  const std::size_t n = S().gq.pop_many(batch, want);
+  if (n == 0) return nullptr;
+  if (n > 1) {
+    const std::uint32_t fit = p->runq.push_many(batch + 1, static_cast<std::uint32_t>(n - 1));
+    if (fit + 1 < n) S().gq.push_many(batch + 1 + fit, n - 1 - fit);
   }
-  return first;
+  return batch[0];
 }
 
 fiber* pick_local(processor* p) noexcept {
@@ -219,9 +221,15 @@ fiber* pick_local(processor* p) noexcept {
   return p->runq.take_next();
 }
 
+// steal_work: four passes over the other processors in a random order,
+// taking half of a victim's ring. Only the last pass may take a victim's
+// `next` fiber, and only one that stayed there for a few microseconds: its
+// owner is usually about to run it (a channel handoff), and stealing it
+// would move a ping-pong pair across cores (Go waits 3 us the same way).
 fiber* steal_work(machine* m, processor* p) noexcept {
   const unsigned n = S().nprocs;
   if (n == 1) return nullptr;
+  fiber* buf[local_queue_size / 2];
   for (int pass = 0; pass < 4; ++pass) {
     const bool last = pass == 3;
     unsigned pos = m->rand() % n;
@@ -229,10 +237,20 @@ fiber* steal_work(machine* m, processor* p) noexcept {
     for (unsigned i = 0; i < n; ++i, pos = (pos + stride) % n) {
       processor* v = &S().ps[pos];
       if (v == p) continue;
-      if (fiber* f = v->runq.steal_into(p->runq, last)) {
-        p->steals.inc();
-        return f;
+      bool take_next = false;
+      if (v->runq.ring_looks_empty()) {
+        fiber* nx = last ? v->runq.peek_next() : nullptr;
+        if (nx == nullptr) continue;
+        const std::int64_t until = now_ns() + 3000;
+        while (v->runq.peek_next() == nx && now_ns() < until) cpu_relax();
+        if (v->runq.peek_next() != nx || !v->runq.ring_looks_empty()) continue;
+        take_next = true;
       }
+      const std::uint32_t k = v->runq.steal(buf, take_next);
+      if (k == 0) continue;
+      p->steals.inc();
+      if (k > 1) p->runq.push_many(buf, k - 1);  // our ring is empty: they fit
+      return buf[k - 1];
     }
   }
   return nullptr;
@@ -240,7 +258,7 @@ fiber* steal_work(machine* m, processor* p) noexcept {
 
 // wakep: K1. The caller has published work.
 void wakep() noexcept {
-  full_fence();
+  asym_light();
   if (S().npidle.load(std::memory_order_relaxed) == 0) return;
   if (S().nmspinning.load(std::memory_order_relaxed) != 0) return;
   int expected = 0;
@@ -256,11 +274,11 @@ void resetspinning(machine* m) noexcept {  // K2
 
 // ---- finding work (on g0) ----
 
-// any_work: K3's re-check. Called after the full fence.
+// any_work: K3's re-check, after asym_heavy().
 bool any_work() noexcept {
   if (S().gq.size_hint() != 0) return true;
   for (unsigned i = 0; i < S().nprocs; ++i) {
-    if (!S().ps[i].runq.empty()) return true;
+    if (!S().ps[i].runq.looks_empty()) return true;
   }
   return false;
 }
@@ -311,7 +329,7 @@ fiber* find_runnable(machine* m) noexcept {
       m->spinning = false;
       S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
     }
-    full_fence();
+    asym_heavy();  // K3: pairs with the submitters' asym_light in wakep
     if (any_work()) {
       processor* np = nullptr;
       {
@@ -345,7 +363,6 @@ inline void prepare_run(machine* m, processor* p, fiber* f) {
   m->curg = f;
   f->state.store(fiber_state::running, std::memory_order_relaxed);
   if (f->ctx.fctx == nullptr) bind_stack(p, f);
-  p->switches.inc();
   p->schedtick.store(p->schedtick.load(std::memory_order_relaxed) + 1,
                      std::memory_order_relaxed);
 }
@@ -359,12 +376,13 @@ void execute(machine* m, fiber* f) {
     return;
   }
   prepare_run(m, m->p, f);
-  switch_to(m->g0, f->ctx, {});
+  switch_to(m->eh, m->g0, f->ctx, {});
   S().nm_running.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void machine_main(machine* m) noexcept {
   set_current_m(m);
+  m->eh = thread_eh_state();
   init_thread_context(m->g0);
   altstack_install();
   if (m->nextp != nullptr) {
@@ -373,7 +391,6 @@ void machine_main(machine* m) noexcept {
   }
   while (fiber* f = find_runnable(m)) execute(m, f);
   altstack_remove();
-  destroy_context(m->g0);
   set_current_m(nullptr);
 }
 
@@ -471,14 +488,11 @@ void ready(fiber* f) noexcept {
   }
   s.shared_readies.fetch_add(1, std::memory_order_relaxed);
   if (ready_batch* b = tls_batch) {
-    f->link = nullptr;
-    if (b->last != nullptr) {
-      b->last->link = f;
-    } else {
-      b->first = f;
+    if (b->n == ready_batch::capacity) {
+      inject(b->fibers, b->n);
+      b->n = 0;
     }
-    b->last = f;
-    ++b->n;
+    b->fibers[b->n++] = f;
     return;
   }
   s.gq.push(f);
@@ -487,10 +501,10 @@ void ready(fiber* f) noexcept {
 
 void ready_spawned(fiber* f) noexcept { ready(f); }
 
-void inject(fiber* first, fiber* last, std::size_t n) noexcept {
+void inject(fiber* const* fs, std::size_t n) noexcept {
   if (n == 0) return;
-  S().gq.push_chain(first, last, n);
-  full_fence();  // K1
+  S().gq.push_many(fs, n);
+  asym_light();  // K1
   for (; n != 0 && S().npidle.load(std::memory_order_relaxed) != 0; --n) startm(nullptr, false);
 }
 
@@ -510,10 +524,10 @@ void park_current(switch_action release, wait_reason why, const void* obj) {
   if (m->p != nullptr) m->p->parks.inc();
   if (fiber* next = next_after_leave(m)) {
     prepare_run(m, m->p, next);
-    switch_to(self->ctx, next->ctx, release);
+    switch_to(m->eh, self->ctx, next->ctx, release);
   } else {
     m->curg = nullptr;
-    switch_to(self->ctx, m->g0, release);
+    switch_to(m->eh, self->ctx, m->g0, release);
   }
   // Resumed, perhaps on another machine: re-read nothing cached above.
   self->reason.store(wait_reason::none, std::memory_order_relaxed);
@@ -522,13 +536,17 @@ void park_current(switch_action release, wait_reason why, const void* obj) {
 
 void yield_current() {
   machine* m = current_m();
+  if (m == nullptr || m->curg == nullptr || m->in_blocking) {
+    std::this_thread::yield();  // not a fiber (or inside blocking): yield the thread
+    return;
+  }
   fiber* self = m->curg;
   if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
   if (S().ph.load(std::memory_order_relaxed) != phase::running) {
     // Shutdown: stay off the queues; the final phase unwinds us (W4).
     self->state.store(fiber_state::runnable, std::memory_order_relaxed);
     m->curg = nullptr;
-    switch_to(self->ctx, m->g0, {});
+    switch_to(m->eh, self->ctx, m->g0, {});
     if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
     return;
   }
@@ -539,7 +557,7 @@ void yield_current() {
   check_stack(self, __builtin_frame_address(0));
   self->state.store(fiber_state::runnable, std::memory_order_relaxed);
   prepare_run(m, p, next);
-  switch_to(self->ctx, next->ctx, {&requeue_action, self});
+  switch_to(m->eh, self->ctx, next->ctx, {&requeue_action, self});
   if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
 }
 
@@ -551,10 +569,10 @@ void exit_current() noexcept {
   const switch_action recycle{&recycle_action, self};
   if (fiber* next = next_after_leave(m)) {
     prepare_run(m, m->p, next);
-    switch_final(next->ctx, recycle);
+    switch_final(m->eh, next->ctx, recycle);
   }
   m->curg = nullptr;
-  switch_final(m->g0, recycle);
+  switch_final(m->eh, m->g0, recycle);
 }
 
 void start_first_machine(processor* p) {
@@ -622,7 +640,7 @@ void exit_blocking() noexcept {
   fiber* self = m->curg;
   self->state.store(fiber_state::runnable, std::memory_order_relaxed);
   m->curg = nullptr;
-  switch_to(self->ctx, m->g0,
+  switch_to(m->eh, self->ctx, m->g0,
             {[](void* f) {
                if (S().ph.load(std::memory_order_relaxed) != phase::running) return;
                S().gq.push(static_cast<fiber*>(f));
@@ -670,11 +688,5 @@ void fiber_entry(bctx::transfer_t t) noexcept {
 }
 
 // ---- stacks and overflow ----
-
-void check_stack(fiber* f, const void* sp) noexcept {
-  if (f->stack != nullptr && !f->stack->guarded && !stack_pool::canary_intact(*f->stack, sp)) {
-    report_overflow(f);
-  }
-}
 
 }  // namespace weft::detail

@@ -32,8 +32,8 @@ struct fiber_unwind {};
 // poller firing timers, for instance), injected into the global queue in one
 // go by the thread that installed the batch.
 struct ready_batch {
-  fiber* first = nullptr;
-  fiber* last = nullptr;
+  static constexpr std::size_t capacity = 256;
+  fiber* fibers[capacity];
   std::size_t n = 0;
 };
 
@@ -109,7 +109,7 @@ void yield_current();
 
 // inject: put a chain of runnable fibers on the global queue and start up
 // to that many idle processors.
-void inject(fiber* first, fiber* last, std::size_t n) noexcept;
+void inject(fiber* const* fs, std::size_t n) noexcept;
 void set_ready_batch(ready_batch* b) noexcept;
 
 // Machines.
@@ -125,10 +125,14 @@ void exit_blocking() noexcept;
 // Fiber entry point for make_context.
 void fiber_entry(bctx::transfer_t t) noexcept;
 
+[[noreturn]] void report_overflow(const fiber* f) noexcept;
 // check_stack: abort with the overflow report if the running fiber's
 // canary-protected stack overflowed.
-void check_stack(fiber* f, const void* sp) noexcept;
-[[noreturn]] void report_overflow(const fiber* f) noexcept;
+inline void check_stack(fiber* f, const void* sp) noexcept {
+  if (f->stack != nullptr && !f->stack->guarded && !stack_pool::canary_intact(*f->stack, sp)) {
+    report_overflow(f);
+  }
+}
 // Overflow reporting (overflow.cpp): the SIGSEGV/SIGBUS handler, installed
 // once per process, and each runtime thread's alternate signal stack.
 void install_overflow_handler() noexcept;

@@ -77,7 +77,7 @@ void stack_pool::grow_locked() {
   }
   if (guarded) guard_budget_ -= n;
   slabs_.push_back(slab{base, bytes, slots});
-  free_count_ += n;
+  free_count_.fetch_add(n, std::memory_order_relaxed);
   total_ += n;
 }
 
@@ -88,7 +88,7 @@ stack_slot* stack_pool::acquire(stack_cache& c) {
     for (unsigned i = 0; i < batch && free_ != nullptr; ++i) {
       stack_slot* s = free_;
       free_ = s->next;
-      --free_count_;
+      free_count_.fetch_sub(1, std::memory_order_relaxed);
       s->next = c.head;
       c.head = s;
       ++c.count;
@@ -115,7 +115,7 @@ void stack_pool::release(stack_cache& c, stack_slot* s) noexcept {
   stack_slot* tail = rest;
   std::size_t n = 1;
   // Pages are given back before the stacks become visible to other workers.
-  bool trim = free_count_ > high_water;  // racy read: only a hint
+  bool trim = free_count_.load(std::memory_order_relaxed) > high_water;  // racy read: only a hint
   for (;; ++n) {
     if (trim && tail->resident) {
       ::madvise(tail->lo, tail->size, MADV_DONTNEED);
@@ -127,7 +127,7 @@ void stack_pool::release(stack_cache& c, stack_slot* s) noexcept {
   std::lock_guard<std::mutex> lk(mu_);
   tail->next = free_;
   free_ = rest;
-  free_count_ += n;
+  free_count_.fetch_add(n, std::memory_order_relaxed);
 }
 
 void stack_pool::flush(stack_cache& c) noexcept {
@@ -137,7 +137,7 @@ void stack_pool::flush(stack_cache& c) noexcept {
   std::lock_guard<std::mutex> lk(mu_);
   tail->next = free_;
   free_ = c.head;
-  free_count_ += c.count;
+  free_count_.fetch_add(c.count, std::memory_order_relaxed);
   c.head = nullptr;
   c.count = 0;
 }
@@ -145,7 +145,7 @@ void stack_pool::flush(stack_cache& c) noexcept {
 std::uint64_t stack_pool::stacks_out() const noexcept {
   auto* self = const_cast<stack_pool*>(this);
   std::lock_guard<std::mutex> lk(self->mu_);
-  return total_ - free_count_;
+  return total_ - free_count_.load(std::memory_order_relaxed);
 }
 
 void stack_pool::destroy() noexcept {
@@ -157,7 +157,7 @@ void stack_pool::destroy() noexcept {
   slabs_.clear();
   slabs_.shrink_to_fit();
   free_ = nullptr;
-  free_count_ = 0;
+  free_count_.store(0, std::memory_order_relaxed);
   total_ = 0;
 }
 

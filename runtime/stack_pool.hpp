@@ -30,6 +30,7 @@
 //
 // Lock order: stack_pool::mu_ is a leaf.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -102,7 +103,8 @@ class stack_pool {
   // All below guarded by mu_.
   std::vector<slab> slabs_;
   stack_slot* free_ = nullptr;
-  std::size_t free_count_ = 0;
+  // Written under mu_; read without it as a trim hint (relaxed).
+  std::atomic<std::size_t> free_count_{0};
   std::size_t total_ = 0;
 };
 
