@@ -5,6 +5,8 @@
 #include <cxxabi.h>
 #include <pthread.h>
 
+#include <cerrno>
+
 #if WEFT_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
@@ -93,19 +95,26 @@ inline bctx::transfer_t jump(bctx::fcontext_t to, void* data) noexcept {
 }
 #endif
 
-inline void swap_eh(eh_state* g, exec_context* from, exec_context& to) noexcept {
-  if (from != nullptr) from->eh = *g;
-  *g = to.eh;
+inline void swap_thread_state(const thread_slots& ts, exec_context* from, exec_context& to) noexcept {
+  if (from != nullptr) {
+    from->eh = *ts.eh;
+    from->saved_errno = *ts.err;
+  }
+  *ts.eh = to.eh;
+  *ts.err = to.saved_errno;
 }
 
 }  // namespace
 
-eh_state* thread_eh_state() noexcept { return eh_globals(); }
+void init_thread_slots(thread_slots& ts) noexcept {
+  ts.eh = eh_globals();
+  ts.err = &errno;
+}
 
-WEFT_NO_ASAN void switch_to(eh_state* eh, exec_context& from, exec_context& to,
+WEFT_NO_ASAN void switch_to(const thread_slots& ts, exec_context& from, exec_context& to,
                             switch_action act) noexcept {
   handoff h{&from, act};
-  swap_eh(eh, &from, to);
+  swap_thread_state(ts, &from, to);
 #if WEFT_ASAN
   __sanitizer_start_switch_fiber(&from.asan_fake_stack, to.stack_lo, to.stack_size);
 #endif
@@ -118,9 +127,10 @@ WEFT_NO_ASAN void switch_to(eh_state* eh, exec_context& from, exec_context& to,
   arrive(t, from);
 }
 
-WEFT_NO_ASAN void switch_final(eh_state* eh, exec_context& to, switch_action act) noexcept {
+WEFT_NO_ASAN void switch_final(const thread_slots& ts, exec_context& to,
+                               switch_action act) noexcept {
   handoff h{nullptr, act};
-  swap_eh(eh, nullptr, to);
+  swap_thread_state(ts, nullptr, to);
 #if WEFT_ASAN
   // A null save slot tells ASan this stack is finished: it frees its fake frames.
   __sanitizer_start_switch_fiber(nullptr, to.stack_lo, to.stack_size);
@@ -138,6 +148,7 @@ void make_context(exec_context& ctx, void* lo, std::size_t size,
                   void (*entry)(bctx::transfer_t)) noexcept {
   ctx.fctx = bctx::make_fcontext(static_cast<char*>(lo) + size, size, entry);
   ctx.eh = eh_state{};
+  ctx.saved_errno = 0;
 #if WEFT_ASAN
   ctx.asan_fake_stack = nullptr;
 #endif

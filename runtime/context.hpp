@@ -19,7 +19,11 @@
 //   so a fiber that parks inside a catch block, or while unwinding, keeps
 //   its own exception state when other fibers run on its thread or when it
 //   resumes on another thread. Without this, std::uncaught_exceptions() and
-//   nested catch/rethrow break as soon as fibers interleave.
+//   nested catch/rethrow break as soon as fibers interleave. errno is
+//   swapped the same way, so it behaves as if each fiber were a thread.
+//   (What no runtime can fix: code that took errno's address before a call
+//   that switches keeps using the old thread's errno after a migration;
+//   compilers do hoist __errno_location(). See README "Fibers and threads".)
 //
 // Invariants
 //   C1  A context's `fctx` is valid only while it is suspended; it is written
@@ -61,6 +65,7 @@ struct eh_state {
 struct exec_context {
   bctx::fcontext_t fctx = nullptr;  // C1
   eh_state eh;                      // this context's exception state while suspended
+  int saved_errno = 0;              // this context's errno while suspended
 #if WEFT_ASAN
   void* asan_fake_stack = nullptr;
 #endif
@@ -79,18 +84,23 @@ struct switch_action {
   void* arg = nullptr;
 };
 
+// thread_slots: where the calling thread keeps the per-thread state a
+// switch saves and restores. Filled once per thread, on that thread, by
+// init_thread_slots(), and cached by the thread's machine.
+struct thread_slots {
+  eh_state* eh = nullptr;
+  int* err = nullptr;
+};
+void init_thread_slots(thread_slots& ts) noexcept;
+
 // switch_to: suspend `from` and resume `to`; returns when someone switches
-// back to `from`. `act` runs on `to` first. `eh` is the calling thread's
-// exception globals (thread_eh_state(), cached by the caller's machine).
-void switch_to(eh_state* eh, exec_context& from, exec_context& to, switch_action act) noexcept;
+// back to `from`. `act` runs on `to` first. `ts` is the calling thread's.
+void switch_to(const thread_slots& ts, exec_context& from, exec_context& to,
+               switch_action act) noexcept;
 
 // switch_final: leave a context that will never run again (a finished
 // fiber); `act` typically recycles its stack.
-[[noreturn]] void switch_final(eh_state* eh, exec_context& to, switch_action act) noexcept;
-
-// thread_eh_state: the calling thread's C++ exception globals. Call it once
-// per thread, on that thread, and cache the result.
-eh_state* thread_eh_state() noexcept;
+[[noreturn]] void switch_final(const thread_slots& ts, exec_context& to, switch_action act) noexcept;
 
 // make_context: prepare `ctx` to start `entry` on the stack [lo, lo+size)
 // at its next switch_to. `entry` receives the jump and must call

@@ -56,6 +56,7 @@ struct fiber {
   bool is_main = false;
   bool unwinding = false;    // set before resuming it at shutdown; read by park()
   bool heap_closure = false;
+  std::uint16_t rethrows = 0;  // shutdown unwinds thrown at a fiber that swallowed one
   // Diagnostics, written by the fiber itself when it parks (relaxed: read
   // only by dumps, which tolerate a stale value).
   std::atomic<wait_reason> reason{wait_reason::none};

@@ -41,6 +41,7 @@ void fiber_pool::reset(fiber* f) noexcept {
   f->is_main = false;
   f->unwinding = false;
   f->heap_closure = false;
+  f->rethrows = 0;
   f->ctx.fctx = nullptr;
 }
 

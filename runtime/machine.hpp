@@ -26,7 +26,7 @@ struct fiber;
 
 struct machine {
   exec_context g0;                // this thread's scheduler context
-  eh_state* eh = nullptr;         // this thread's exception globals (thread_eh_state)
+  thread_slots ts;                // this thread's exception globals and errno (context.hpp)
   processor* p = nullptr;         // held processor; written by this thread, or by
                                   // the waker before unpark (through nextp)
   processor* nextp = nullptr;     // handed over by startm under sched::mu_, read after wake
@@ -36,6 +36,7 @@ struct machine {
   bool exiting = false;           // set by the waker under sched::mu_ at shutdown
   machine* idle_link = nullptr;   // guarded by sched::mu_
   std::uint32_t id = 0;
+  long tid = 0;                   // OS thread id, set by the thread itself at start
   std::uint64_t rng = 0;          // xorshift state, this thread only
   // Futex word: 0 = asleep or about to sleep, 1 = woken. The waker stores 1
   // (release) after setting nextp/exiting; the sleeper loads with acquire.

@@ -34,7 +34,7 @@
 #include "runtime/scheduler.hpp"
 #include "runtime/sysmon.hpp"
 #include "weft/debug.hpp"
-#include "weft/detail/teardown.hpp"
+#include "weft/detail/introspect.hpp"
 
 namespace weft {
 namespace detail {
@@ -127,7 +127,7 @@ const closure_ops main_ops{
 // ---- phase::final ----
 
 void free_closure(fiber* f) noexcept {
-  if (f->heap_closure) ::operator delete(f->closure);
+  if (f->heap_closure) closure_free(f->closure);
   f->closure = nullptr;
   f->heap_closure = false;
 }
@@ -153,7 +153,7 @@ struct unwinder {
     if (!f->unwinding) ++unwound;
     f->unwinding = true;
     fm.curg = f;
-    switch_to(fm.eh, fm.g0, f->ctx, {});
+    switch_to(fm.ts, fm.g0, f->ctx, {});
     return true;
   }
 
@@ -170,7 +170,8 @@ struct unwinder {
 
   void run() {
     set_current_m(&fm);
-    fm.eh = thread_eh_state();
+    fm.tid = static_cast<long>(::gettid());
+    init_thread_slots(fm.ts);
     init_thread_context(fm.g0);
     altstack_install();
     fm.p = &s.ps[0];
@@ -333,7 +334,7 @@ fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
     f->closure = f->inline_;
   } else {
     try {
-      f->closure = ::operator new(size, std::align_val_t{std::max(align, alignof(std::max_align_t))});
+      f->closure = closure_alloc(size, align);
     } catch (...) {
       discard_fiber(f);
       throw;
@@ -360,7 +361,7 @@ void launch_fiber(fiber* f, const closure_ops* ops, const char* file, unsigned l
 
 void discard_fiber(fiber* f) noexcept {
   if (f->heap_closure) {
-    ::operator delete(f->closure);
+    closure_free(f->closure);
     f->heap_closure = false;
   }
   machine* m = current_m();
@@ -373,6 +374,11 @@ void discard_fiber(fiber* f) noexcept {
 }
 
 teardown_report last_teardown() noexcept { return g_last_teardown; }
+
+long worker_tid() noexcept {
+  machine* m = current_m();
+  return m != nullptr ? m->tid : 0;
+}
 
 }  // namespace detail
 

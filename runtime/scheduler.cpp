@@ -47,6 +47,7 @@
 #include "runtime/scheduler.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -376,13 +377,14 @@ void execute(machine* m, fiber* f) {
     return;
   }
   prepare_run(m, m->p, f);
-  switch_to(m->eh, m->g0, f->ctx, {});
+  switch_to(m->ts, m->g0, f->ctx, {});
   S().nm_running.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void machine_main(machine* m) noexcept {
   set_current_m(m);
-  m->eh = thread_eh_state();
+  m->tid = static_cast<long>(::gettid());
+  init_thread_slots(m->ts);
   init_thread_context(m->g0);
   altstack_install();
   if (m->nextp != nullptr) {
@@ -434,6 +436,20 @@ inline fiber* next_after_leave(machine* m) noexcept {
 }
 
 }  // namespace
+
+// throw_unwind: the fiber was resumed to be unwound (shutdown) and is in
+// normal execution again: it caught fiber_unwind and did not rethrow. Throw
+// it again; a fiber that keeps swallowing it would never finish, so report.
+[[noreturn]] void throw_unwind(fiber* self) {
+  if (++self->rethrows > 1000) {
+    std::fprintf(stderr,
+                 "weft: fiber %llu (started at %s:%u) keeps swallowing the shutdown unwind "
+                 "(a catch (...) that does not rethrow)\n",
+                 static_cast<unsigned long long>(self->id), self->file, self->line);
+    std::abort();
+  }
+  throw fiber_unwind{};
+}
 
 // ---- public to the runtime ----
 
@@ -512,9 +528,8 @@ void park_current(switch_action release, wait_reason why, const void* obj) {
   machine* m = current_m();
   fiber* self = m->curg;
   if (self->unwinding && std::uncaught_exceptions() == 0) {
-    // Resumed for unwinding and swallowed fiber_unwind: throw it again.
     if (release.fn != nullptr) release.fn(release.arg);
-    throw fiber_unwind{};
+    throw_unwind(self);
   }
   self->reason.store(why, std::memory_order_relaxed);
   self->wait_obj.store(obj, std::memory_order_relaxed);
@@ -524,14 +539,14 @@ void park_current(switch_action release, wait_reason why, const void* obj) {
   if (m->p != nullptr) m->p->parks.inc();
   if (fiber* next = next_after_leave(m)) {
     prepare_run(m, m->p, next);
-    switch_to(m->eh, self->ctx, next->ctx, release);
+    switch_to(m->ts, self->ctx, next->ctx, release);
   } else {
     m->curg = nullptr;
-    switch_to(m->eh, self->ctx, m->g0, release);
+    switch_to(m->ts, self->ctx, m->g0, release);
   }
   // Resumed, perhaps on another machine: re-read nothing cached above.
   self->reason.store(wait_reason::none, std::memory_order_relaxed);
-  if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
+  if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
 }
 
 void yield_current() {
@@ -541,13 +556,13 @@ void yield_current() {
     return;
   }
   fiber* self = m->curg;
-  if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
+  if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
   if (S().ph.load(std::memory_order_relaxed) != phase::running) {
     // Shutdown: stay off the queues; the final phase unwinds us (W4).
     self->state.store(fiber_state::runnable, std::memory_order_relaxed);
     m->curg = nullptr;
-    switch_to(m->eh, self->ctx, m->g0, {});
-    if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
+    switch_to(m->ts, self->ctx, m->g0, {});
+    if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
     return;
   }
   processor* p = m->p;
@@ -557,8 +572,8 @@ void yield_current() {
   check_stack(self, __builtin_frame_address(0));
   self->state.store(fiber_state::runnable, std::memory_order_relaxed);
   prepare_run(m, p, next);
-  switch_to(m->eh, self->ctx, next->ctx, {&requeue_action, self});
-  if (self->unwinding && std::uncaught_exceptions() == 0) throw fiber_unwind{};
+  switch_to(m->ts, self->ctx, next->ctx, {&requeue_action, self});
+  if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
 }
 
 void exit_current() noexcept {
@@ -569,10 +584,10 @@ void exit_current() noexcept {
   const switch_action recycle{&recycle_action, self};
   if (fiber* next = next_after_leave(m)) {
     prepare_run(m, m->p, next);
-    switch_final(m->eh, next->ctx, recycle);
+    switch_final(m->ts, next->ctx, recycle);
   }
   m->curg = nullptr;
-  switch_final(m->eh, m->g0, recycle);
+  switch_final(m->ts, m->g0, recycle);
 }
 
 void start_first_machine(processor* p) {
@@ -640,7 +655,7 @@ void exit_blocking() noexcept {
   fiber* self = m->curg;
   self->state.store(fiber_state::runnable, std::memory_order_relaxed);
   m->curg = nullptr;
-  switch_to(m->eh, self->ctx, m->g0,
+  switch_to(m->ts, self->ctx, m->g0,
             {[](void* f) {
                if (S().ph.load(std::memory_order_relaxed) != phase::running) return;
                S().gq.push(static_cast<fiber*>(f));
@@ -677,7 +692,7 @@ void fiber_entry(bctx::transfer_t t) noexcept {
     }
   }
   if (self->heap_closure) {
-    ::operator delete(self->closure);
+    closure_free(self->closure);
     self->closure = nullptr;
   }
   // Main returned: shutdown begins. Idle machines stay asleep; each busy

@@ -139,6 +139,11 @@ void install_overflow_handler() noexcept;
 void altstack_install() noexcept;
 void altstack_remove() noexcept;
 
+// closure_alloc / closure_free: heap storage for closures too big for the
+// record (alloc.cpp). Freed by whichever worker ran the fiber.
+void* closure_alloc(std::size_t size, std::size_t align);
+void closure_free(void* p) noexcept;
+
 // Shared helpers.
 fiber* current_fiber() noexcept;  // null outside a fiber
 std::uint64_t next_fiber_id(processor* p) noexcept;

@@ -1,6 +1,5 @@
 #pragma once
-// detail/teardown.hpp: what the last run() found when it tore the runtime
-// down, for leak checks in tests. Not part of the public API.
+// detail/introspect.hpp: hooks for weft's own tests. Not public API.
 
 #include <cstdint>
 
@@ -15,6 +14,12 @@ struct teardown_report {
   std::uint64_t fibers_unwound;      // fibers unwound or dropped at shutdown
 };
 
+// last_teardown: what the last run() found when it tore the runtime down.
 teardown_report last_teardown() noexcept;
+
+// worker_tid: the OS thread id the runtime believes the calling fiber runs
+// on (its machine's), or 0 outside a worker. Read through the same opaque
+// accessor the runtime uses, so a test can check it after migrations.
+long worker_tid() noexcept;
 
 }  // namespace weft::detail

@@ -1,0 +1,76 @@
+// stress_test.cpp: sizes that matter in production, scaled for CI.
+
+#include <atomic>
+#include <vector>
+
+#include "support.hpp"
+
+TEST_SUITE_BEGIN("stress");
+
+TEST_CASE("a million fibers parked at once, then all released") {
+  // 1,000,000 simultaneously parked fibers on a stock kernel
+  // (vm.max_map_count 65530): slab stacks, guard pages then canaries.
+  // Under the sanitizers: ASan fibers need far bigger stacks, and TSan maps
+  // a shadow stack per fiber (one mapping each), so fewer.
+  const std::uint64_t n = test::scaled(1000000, 200);
+  weft::options o;
+  o.workers = 2;
+  o.stack_size = 16 * 1024;
+  std::atomic<std::uint64_t> finished{0};
+  weft::run(
+      [&] {
+        weft::mutex mu;
+        weft::condition_variable cv;
+        bool release = false;
+        weft::wait_group parked, done;
+        parked.add(static_cast<int>(n));
+        done.add(static_cast<int>(n));
+        for (std::uint64_t i = 0; i < n; ++i) {
+          weft::go([&] {
+            std::unique_lock<weft::mutex> lk(mu);
+            parked.done();
+            cv.wait(lk, [&] { return release; });
+            lk.unlock();
+            finished++;
+            done.done();
+          });
+        }
+        parked.wait();
+        { std::lock_guard<weft::mutex> lk(mu); }
+        CHECK(weft::stats().fibers_parked >= n - 1);
+        {
+          std::lock_guard<weft::mutex> lk(mu);
+          release = true;
+        }
+        cv.notify_all();
+        done.wait();
+      },
+      o);
+  CHECK(finished.load() == n);
+  test::check_teardown();
+}
+
+TEST_CASE("fibers spawning fibers: a tree of 100,000 completes on every worker count") {
+  test::for_each_workers([](unsigned) {
+    std::atomic<long> leaves{0};
+    weft::wait_group wg;
+    struct tree {
+      static void grow(int depth, std::atomic<long>& leaves, weft::wait_group& wg) {
+        if (depth == 0) {
+          leaves++;
+          wg.done();
+          return;
+        }
+        wg.add(10);
+        for (int i = 0; i < 10; ++i) weft::go([depth, &leaves, &wg] { grow(depth - 1, leaves, wg); });
+        wg.done();
+      }
+    };
+    wg.add(1);
+    weft::go([&] { tree::grow(5, leaves, wg); });
+    wg.wait();
+    CHECK(leaves.load() == 100000);
+  });
+}
+
+TEST_SUITE_END();

@@ -1,0 +1,66 @@
+#pragma once
+// support.hpp: helpers shared by the test suites.
+//
+// for_each_workers(body): run `body` inside weft::run once per worker count
+// (1, 2, 4 and 8: 8 is more workers than this machine has cores), with the
+// count CAPTUREd, and check after every run that the runtime left nothing
+// behind (fibers, stacks, timers, threads).
+
+#include <doctest/doctest.h>
+#include <time.h>
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <weft/detail/introspect.hpp>
+#include <weft/weft.hpp>
+
+namespace test {
+
+inline void check_teardown() {
+  const weft::detail::teardown_report r = weft::detail::last_teardown();
+  CHECK_MESSAGE(r.fiber_records_live == 0, "fiber records leaked");
+  CHECK_MESSAGE(r.stacks_out == 0, "stacks leaked");
+  CHECK_MESSAGE(r.timers_pending == 0, "timers leaked");
+  CHECK_MESSAGE(r.threads_alive == 0, "threads leaked");
+}
+
+inline constexpr std::initializer_list<unsigned> worker_counts = {1, 2, 4, 8};
+
+template <class Body>
+void for_each_workers(Body&& body, std::initializer_list<unsigned> counts = worker_counts) {
+  for (unsigned w : counts) {
+    CAPTURE(w);
+    weft::options o;
+    o.workers = w;
+    weft::run([&] { body(w); }, o);
+    check_teardown();
+  }
+}
+
+inline std::int64_t process_cpu_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// Scale a stress count down under the sanitizers (5-15x slower, and ASan
+// stacks are much larger).
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define WEFT_TEST_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define WEFT_TEST_SANITIZED 1
+#endif
+#ifdef WEFT_TEST_SANITIZED
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+constexpr std::uint64_t scaled(std::uint64_t n, std::uint64_t divisor = 10) {
+  return sanitized ? (n / divisor > 0 ? n / divisor : 1) : n;
+}
+
+}  // namespace test

@@ -1,0 +1,104 @@
+// time_test.cpp: sleep_for, sleep_until and the timer heap.
+
+#include <algorithm>
+#include <atomic>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace std::chrono;
+
+TEST_SUITE_BEGIN("time");
+
+TEST_CASE("sleep_for sleeps at least its duration; zero and negative return at once") {
+  test::for_each_workers([](unsigned) {
+    auto t0 = steady_clock::now();
+    weft::sleep_for(milliseconds(15));
+    CHECK(steady_clock::now() - t0 >= milliseconds(15));
+    t0 = steady_clock::now();
+    weft::sleep_for(milliseconds(0));
+    weft::sleep_for(milliseconds(-5));
+    weft::sleep_until(steady_clock::now() - seconds(1));
+    CHECK(steady_clock::now() - t0 < milliseconds(5));
+  });
+}
+
+TEST_CASE("many sleeping fibers each wake no earlier than their deadline") {
+  test::for_each_workers([](unsigned) {
+    constexpr int n = 300;
+    std::atomic<int> early{0};
+    std::atomic<int> woke{0};
+    weft::wait_group wg;
+    wg.add(n);
+    std::mt19937 rng(7);
+    for (int i = 0; i < n; ++i) {
+      const auto d = microseconds(rng() % 20000);
+      weft::go([&, d] {
+        const auto deadline = steady_clock::now() + d;
+        weft::sleep_until(deadline);
+        if (steady_clock::now() < deadline) early++;
+        woke++;
+        wg.done();
+      });
+    }
+    wg.wait();
+    CHECK(early.load() == 0);
+    CHECK(woke.load() == n);
+  });
+}
+
+TEST_CASE("timers fire in deadline order on one worker") {
+  weft::options o;
+  o.workers = 1;
+  weft::run(
+      [] {
+        std::vector<int> order;
+        weft::wait_group wg;
+        const int delays_ms[] = {30, 10, 50, 20, 40};
+        wg.add(5);
+        for (int d : delays_ms) {
+          weft::go([&, d] {
+            weft::sleep_for(milliseconds(d));
+            order.push_back(d);
+            wg.done();
+          });
+        }
+        wg.wait();
+        CHECK(order == std::vector<int>{10, 20, 30, 40, 50});
+      },
+      o);
+  test::check_teardown();
+}
+
+TEST_CASE("sleep_for outside a fiber sleeps the calling thread") {
+  const auto t0 = steady_clock::now();
+  weft::sleep_for(milliseconds(5));
+  CHECK(steady_clock::now() - t0 >= milliseconds(5));
+}
+
+TEST_CASE("a sleeping fiber is unwound at shutdown and its timer removed") {
+  for (unsigned w : test::worker_counts) {
+    CAPTURE(w);
+    std::atomic<bool> unwound{false};
+    weft::options o;
+    o.workers = w;
+    weft::run(
+        [&] {
+          weft::go([&] {
+            struct flag {
+              std::atomic<bool>* f;
+              ~flag() { f->store(true); }
+            } fl{&unwound};
+            weft::sleep_for(hours(1));
+          });
+          weft::sleep_for(milliseconds(5));
+        },
+        o);
+    CHECK(unwound.load());
+    test::check_teardown();
+  }
+}
+
+TEST_SUITE_END();
