@@ -286,8 +286,11 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   u.run();
   teardown_report rep{};
   rep.fibers_unwound = u.unwound;
-  rep.timers_pending = s->poll.timers_pending();
+  // Runtime-owned timers (after, ticker) still queued are disposed, not
+  // leaked: only the others count as pending.
+  const std::size_t queued = s->poll.timers_pending();
   rep.timers_disposed = s->poll.destroy();
+  rep.timers_pending = queued - rep.timers_disposed;
   rep.stacks_out = s->stacks.stacks_out();
   rep.fiber_records_live = s->fibers.total() - s->fibers.free_shared();
   rep.threads_alive = s->live_threads.load();
@@ -372,6 +375,15 @@ void discard_fiber(fiber* f) noexcept {
   }
   if (m == nullptr) g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
 }
+
+bool foreign_enter() noexcept {
+  g_foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
+  if (g_accepting.load(std::memory_order_seq_cst)) return true;
+  g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
+  return false;
+}
+
+void foreign_exit() noexcept { g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst); }
 
 teardown_report last_teardown() noexcept { return g_last_teardown; }
 

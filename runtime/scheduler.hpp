@@ -92,6 +92,13 @@ struct scheduler {
 // the foreign_entry guard (runtime.cpp).
 extern scheduler* g_sched;
 
+// foreign_enter / foreign_exit (runtime.cpp): pin the running runtime from a
+// thread it did not create (L1 there): while pinned, g_sched and its poller
+// stay valid. foreign_enter returns false, pinning nothing, when no runtime
+// is running or it is shutting down.
+bool foreign_enter() noexcept;
+void foreign_exit() noexcept;
+
 // ---- operations (scheduler.cpp) ----
 
 // ready: make a parked (or new) fiber runnable. From a fiber holding a

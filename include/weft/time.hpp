@@ -6,6 +6,9 @@
 // sleep_for(1us) sleeps microseconds, not a millisecond.
 
 #include <chrono>
+#include <cstdint>
+
+#include "weft/chan.hpp"
 
 namespace weft {
 
@@ -25,5 +28,75 @@ void sleep_for(const std::chrono::duration<Rep, Period>& d) {
     sleep_until(now + ceil<steady_clock::duration>(d));
   }
 }
+
+namespace detail {
+// Nanoseconds from now, clamped to [0, INT64_MAX / 2] ("never", in effect).
+template <class Rep, class Period>
+std::int64_t clamp_ns(const std::chrono::duration<Rep, Period>& d) {
+  using namespace std::chrono;
+  constexpr std::int64_t limit = INT64_MAX / 2;
+  if (d <= duration<Rep, Period>::zero()) return 0;
+  if (d >= duration_cast<duration<Rep, Period>>(nanoseconds(limit))) return limit;
+  return ceil<nanoseconds>(d).count();
+}
+chan<std::chrono::steady_clock::time_point> make_after(std::int64_t ns);
+chan<std::chrono::steady_clock::time_point> make_ticker(std::int64_t period_ns);
+void stop_ticker(const chan<std::chrono::steady_clock::time_point>& c) noexcept;
+}  // namespace detail
+
+// after: a channel that receives the steady_clock time once, when d has
+// elapsed (Go's time.After); zero or negative d fires at once. The channel
+// holds that one value (capacity 1), so nobody has to receive it. Use it as
+// a select timeout: `recv_case(after(100ms), ...)`.
+// The timer is the runtime's: callable from fibers, and from other threads
+// while a runtime is running; with no runtime running (or once it is
+// shutting down) it throws std::logic_error. A pending `after` keeps the
+// runtime from reporting a deadlock until it fires, received or not; one
+// still pending when run() returns is discarded.
+template <class Rep, class Period>
+chan<std::chrono::steady_clock::time_point> after(const std::chrono::duration<Rep, Period>& d) {
+  return detail::make_after(detail::clamp_ns(d));
+}
+
+// ticker: sends the steady_clock time on c() every `period` (Go's
+// time.Ticker), the first tick one period after construction. c() holds
+// one tick: a reader that falls behind misses ticks rather than queueing
+// them. stop() (and the destructor) ends the ticks; c() stays valid and
+// receives no more. Move-only; a moved-from ticker is stopped and its c()
+// is the nil channel. Construction throws std::invalid_argument for a
+// non-positive period and std::logic_error where `after` does; stop() and
+// the destructor may be called from anywhere, also after run() returned.
+class ticker {
+ public:
+  template <class Rep, class Period>
+  explicit ticker(const std::chrono::duration<Rep, Period>& period)
+      : c_(detail::make_ticker(positive_ns(period))) {}
+  ticker(ticker&& o) noexcept : c_(std::move(o.c_)) {}
+  ticker& operator=(ticker&& o) noexcept {
+    if (this != &o) {
+      stop();
+      c_ = std::move(o.c_);
+    }
+    return *this;
+  }
+  ticker(const ticker&) = delete;
+  ticker& operator=(const ticker&) = delete;
+  ~ticker() { stop(); }
+
+  // c: the channel the ticks arrive on.
+  chan<std::chrono::steady_clock::time_point> c() const { return c_; }
+  // stop: no tick is sent after stop returns. Idempotent.
+  void stop() noexcept { detail::stop_ticker(c_); }
+
+ private:
+  template <class Rep, class Period>
+  static std::int64_t positive_ns(const std::chrono::duration<Rep, Period>& period) {
+    if (period <= std::chrono::duration<Rep, Period>::zero()) throw_bad_period();
+    return detail::clamp_ns(period);
+  }
+  [[noreturn]] static void throw_bad_period();
+
+  chan<std::chrono::steady_clock::time_point> c_;
+};
 
 }  // namespace weft

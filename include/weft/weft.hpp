@@ -2,7 +2,9 @@
 // weft/weft.hpp: everything.
 
 #include "weft/blocking.hpp"
+#include "weft/chan.hpp"
 #include "weft/debug.hpp"
 #include "weft/runtime.hpp"
+#include "weft/select.hpp"
 #include "weft/sync.hpp"
 #include "weft/time.hpp"

@@ -1,0 +1,230 @@
+#pragma once
+// detail/chan_core.hpp: the type-independent half of a channel: its lock,
+// reference count, closed flag, buffer bookkeeping and the two FIFO queues
+// of blocked parties. chan.hpp adds the typed ring buffer and the value
+// transfers; select.hpp drives several channels at once.
+//
+// Design (Go's chan.go, with the lock handed to park as in sync.cpp)
+//   A blocked party publishes a chan_node (Go's sudog) that lives on its own
+//   stack in the channel's send or receive queue, under the channel lock,
+//   and parks with that lock's unlock as its release (detail/park.hpp). A
+//   party that finds a node waiting does the whole transfer itself, under
+//   the lock: it moves the value straight into the receiver's slot (or out
+//   of the sender's), unlinks the node and unparks its owner. So every
+//   channel operation takes the channel lock exactly once, and the woken
+//   party never takes it again on its normal path.
+//   A select publishes one node per case, all pointing at one `done` word;
+//   the party that moves `done` from 0 by CAS owns the select (claim());
+//   others unlink that node and look further.
+//   Rejected: lock-free queues (a select must enqueue on several channels
+//   atomically with respect to each one; Go, Rust's crossbeam and
+//   Boost.Fiber all lock for the waiter queues), a mutex (the lock is
+//   released on the far side of a context switch, see spinlock.hpp).
+//
+// Invariants (cited as Cn)
+//   C1  At least one of sendq and recvq is empty, except that one select may
+//       wait on both queues of a channel (a send case and a receive case on
+//       the same channel), as in Go.
+//   C2  count > 0 implies recvq holds no live (unclaimed) node.
+//   C3  count < cap implies sendq holds no live node.
+//   C4  node.queued is true iff the node is linked in its channel's queue;
+//       both change only under that channel's lock.
+//   C5  A fiber node is unparked while the waker still holds the channel
+//       lock; a thread node after it released it. Unwinding at shutdown
+//       resumes parked fibers whether or not a waker claimed them, and the
+//       unwinding fiber takes the lock before its frame goes: so no waker
+//       can touch a node whose frame is gone. (A parked OS thread is never
+//       unwound, and its node stays valid until its futex word is set.)
+//   C6  A claimed node is never linked again; `closed` and the slot are
+//       written by the claimer before the unpark.
+//
+// Lock order: poller timers lock < channel locks (in address order) <
+//   scheduler locks (ready/wakep may take sched::mu or the global queue).
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "weft/detail/park.hpp"
+#include "weft/detail/spinlock.hpp"
+
+namespace weft::detail {
+
+// chan_node: one blocked party on one channel (Go's sudog).
+struct chan_node {
+  // Queue links and membership: guarded by the channel lock (C4).
+  chan_node* next = nullptr;
+  chan_node* prev = nullptr;
+  bool queued = false;
+  // Written by the claimer under the lock before the unpark (C6); read by
+  // the owner after park returns.
+  bool closed = false;
+  // Set by the owner before the node is published, then read-only.
+  std::uint32_t case_id = 0;                  // select: index + 1 (the value CASed into *sel)
+  waiter* w = nullptr;                        // the party to unpark
+  void* slot = nullptr;                       // receive: std::optional<stored>*; send: stored*
+  std::atomic<std::uint32_t>* sel = nullptr;  // select: its `done` word; null for send/recv
+};
+
+// node_fifo: an intrusive doubly linked FIFO of chan_nodes, guarded by the
+// channel lock. head_ is atomic only so select can peek at it without the
+// lock (a hint, see chan_base::recv_ready); written under the lock.
+class node_fifo {
+ public:
+  bool empty() const noexcept { return head_.load(std::memory_order_relaxed) == nullptr; }
+  bool looks_nonempty() const noexcept {
+    return head_.load(std::memory_order_acquire) != nullptr;  // hint; ordered before the next load
+  }
+
+  void push(chan_node* n) noexcept {
+    n->next = nullptr;
+    n->prev = tail_;
+    n->queued = true;
+    if (tail_ == nullptr) {
+      head_.store(n, std::memory_order_relaxed);
+    } else {
+      tail_->next = n;
+    }
+    tail_ = n;
+  }
+
+  chan_node* pop() noexcept {
+    chan_node* n = head_.load(std::memory_order_relaxed);
+    if (n == nullptr) return nullptr;
+    unlink(n);
+    return n;
+  }
+
+  // remove: n must be queued here (C4).
+  void remove(chan_node* n) noexcept { unlink(n); }
+
+  // length_locked: nodes queued (for tests; walks the list).
+  std::size_t length_locked() const noexcept {
+    std::size_t k = 0;
+    for (chan_node* n = head_.load(std::memory_order_relaxed); n != nullptr; n = n->next) ++k;
+    return k;
+  }
+
+ private:
+  void unlink(chan_node* n) noexcept {
+    if (n->prev == nullptr) {
+      head_.store(n->next, std::memory_order_relaxed);
+    } else {
+      n->prev->next = n->next;
+    }
+    if (n->next == nullptr) {
+      tail_ = n->prev;
+    } else {
+      n->next->prev = n->prev;
+    }
+    n->next = n->prev = nullptr;
+    n->queued = false;
+  }
+
+  std::atomic<chan_node*> head_{nullptr};
+  chan_node* tail_ = nullptr;
+};
+
+// claim: pop the first node of q whose owner is still waiting. A plain node
+// is always live; a select node is live only if this CAS wins its `done`
+// word (C6). Nodes of selects already won elsewhere are dropped, unlinked
+// (their owners find them unqueued). Caller holds the channel lock.
+inline chan_node* claim(node_fifo& q) noexcept {
+  while (chan_node* n = q.pop()) {
+    if (n->sel == nullptr) return n;
+    std::uint32_t expected = 0;
+    // acq_rel: the CAS arbitrates between wakers holding different channel
+    // locks; the owner learns the outcome through its unpark (which orders
+    // everything the winner wrote), so no other pairing is needed.
+    if (n->sel->compare_exchange_strong(expected, n->case_id, std::memory_order_acq_rel)) return n;
+  }
+  return nullptr;
+}
+
+// unlock_and_wake: release `lk` and unpark the owner of a node claimed under
+// it, in the order C5 prescribes. n may be gone once this returns.
+inline void unlock_and_wake(spinlock& lk, chan_node* n) noexcept {
+  waiter* w = n->w;
+  if (w->fiber_ != nullptr) {
+    unpark(*w);
+    lk.unlock();
+  } else {
+    lk.unlock();
+    unpark(*w);
+  }
+}
+
+// wake_list: nodes claimed under a lock (close() claims many), woken per C5.
+// Fiber nodes are unparked at once (the caller holds the lock); thread
+// nodes are collected and unparked by wake_threads() after unlocking.
+struct wake_list {
+  chan_node* threads = nullptr;
+  void add_locked(chan_node* n) noexcept {
+    if (n->w->fiber_ != nullptr) {
+      unpark(*n->w);
+    } else {
+      n->next = threads;
+      threads = n;
+    }
+  }
+  void wake_threads() noexcept {
+    for (chan_node* n = threads; n != nullptr;) {
+      chan_node* next = n->next;  // n may be gone once its owner runs
+      unpark(*n->w);
+      n = next;
+    }
+    threads = nullptr;
+  }
+};
+
+// Results of an operation attempted under the lock.
+enum class op_result : std::uint8_t { blocked, done, closed };
+
+// chan_base: the shared state of one channel, minus the typed buffer.
+struct chan_base {
+  spinlock lock;
+  // Handles referring to this channel (plus one per runtime timer feeding
+  // it). The last release destroys it through `destroy`.
+  std::atomic<std::size_t> refs{1};
+  // Buffered values. Written under `lock`; read without it by size() and
+  // select's readiness hints (relaxed: a hint, or the caller holds the lock).
+  std::atomic<std::size_t> count{0};
+  std::size_t head = 0;  // ring index of the oldest value; guarded by lock
+  std::size_t cap = 0;   // immutable
+  // Set once, under `lock`; read without it only as a hint (acquire loads
+  // in the hints, see recv_ready).
+  std::atomic<bool> closed{false};
+  node_fifo sendq;                                 // guarded by lock (C1, C3)
+  node_fifo recvq;                                 // guarded by lock (C1, C2)
+  void (*destroy)(chan_base*) noexcept = nullptr;  // immutable
+
+  void retain() noexcept {
+    refs.fetch_add(1, std::memory_order_relaxed);  // a new handle comes from an existing one
+  }
+  void release() noexcept {
+    // acq_rel: the last owner's destroy must see every other owner's writes.
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(this);
+  }
+
+  // Readiness hints for select, read without the lock. Each may be stale;
+  // a "ready" answer is verified under the lock. A "not ready" answer is a
+  // linearizable observation (Go's chan.go argument): the emptiness load is
+  // ordered before the closed load, and a channel never stops being closed.
+  bool recv_ready_hint() const noexcept {
+    if (count.load(std::memory_order_acquire) != 0 || sendq.looks_nonempty()) return true;
+    return closed.load(std::memory_order_relaxed);
+  }
+  bool send_ready_hint() const noexcept {
+    if (closed.load(std::memory_order_acquire)) return true;
+    return recvq.looks_nonempty() || count.load(std::memory_order_relaxed) < cap;
+  }
+};
+
+// park_forever: block the calling party for good (a nil channel, an empty
+// select). Throws fiber_unwind when the runtime unwinds the fiber.
+[[noreturn]] void park_forever(wait_reason why);
+
+// chan_rand: a fast per-thread pseudo-random number (select's case order).
+std::uint64_t chan_rand() noexcept;
+
+}  // namespace weft::detail
