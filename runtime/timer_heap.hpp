@@ -13,8 +13,8 @@ namespace weft::detail {
 
 struct timer {
   static constexpr std::uint32_t npos = 0xffffffffu;
-  std::int64_t when = 0;     // CLOCK_MONOTONIC ns (steady_clock's epoch on Linux)
-  std::int64_t period = 0;   // > 0: re-armed by `period` after firing (tickers)
+  std::int64_t when = 0;       // CLOCK_MONOTONIC ns (steady_clock's epoch on Linux)
+  std::int64_t period = 0;     // > 0: re-armed by `period` after firing (tickers)
   std::uint32_t index = npos;  // position in the heap; npos when not queued
   // Runs on the thread that fires the timer, under the timers lock: must be
   // short and must not block (it typically unparks one fiber).
@@ -29,11 +29,11 @@ class timer_heap {
  public:
   bool empty() const noexcept { return h_.empty(); }
   std::size_t size() const noexcept { return h_.size(); }
-  timer* top() const noexcept { return h_.front(); }
+  timer* top() const noexcept { return h_.front().t; }
 
   void push(timer* t) {
     t->index = static_cast<std::uint32_t>(h_.size());
-    h_.push_back(t);
+    h_.push_back({t->when, t});
     up(t->index);
   }
 
@@ -44,7 +44,7 @@ class timer_heap {
     t->index = timer::npos;
     if (i != last) {
       h_[i] = h_[last];
-      h_[i]->index = i;
+      h_[i].t->index = i;
       h_.pop_back();
       if (!up(i)) down(i);
     } else {
@@ -55,13 +55,13 @@ class timer_heap {
   // clear: empty the heap, disposing of runtime-owned timers.
   // Returns how many were disposed.
   std::size_t clear() noexcept {
-    std::vector<timer*> old;
+    std::vector<entry> old;
     old.swap(h_);
     std::size_t disposed = 0;
-    for (timer* t : old) {
-      t->index = timer::npos;
-      if (t->dispose != nullptr) {
-        t->dispose(t);
+    for (entry& e : old) {
+      e.t->index = timer::npos;
+      if (e.t->dispose != nullptr) {
+        e.t->dispose(e.t);
         ++disposed;
       }
     }
@@ -69,42 +69,51 @@ class timer_heap {
   }
 
  private:
+  // The deadline is kept next to the pointer, so sifting compares entries
+  // of this array (a node's four children share one cache line) instead of
+  // loading every timer it passes, which the thread that armed it may still
+  // have in its cache.
+  struct entry {
+    std::int64_t when;
+    timer* t;
+  };
+
   bool up(std::uint32_t i) noexcept {
-    timer* t = h_[i];
+    const entry e = h_[i];
     const std::uint32_t start = i;
     while (i > 0) {
       const std::uint32_t parent = (i - 1) / 4;
-      if (h_[parent]->when <= t->when) break;
+      if (h_[parent].when <= e.when) break;
       h_[i] = h_[parent];
-      h_[i]->index = i;
+      h_[i].t->index = i;
       i = parent;
     }
-    h_[i] = t;
-    t->index = i;
+    h_[i] = e;
+    e.t->index = i;
     return i != start;
   }
 
   void down(std::uint32_t i) noexcept {
     const std::uint32_t n = static_cast<std::uint32_t>(h_.size());
-    timer* t = h_[i];
+    const entry e = h_[i];
     for (;;) {
       const std::uint32_t c = 4 * i + 1;
       if (c >= n) break;
       std::uint32_t best = c;
       const std::uint32_t end = c + 4 < n ? c + 4 : n;
       for (std::uint32_t k = c + 1; k < end; ++k) {
-        if (h_[k]->when < h_[best]->when) best = k;
+        if (h_[k].when < h_[best].when) best = k;
       }
-      if (t->when <= h_[best]->when) break;
+      if (e.when <= h_[best].when) break;
       h_[i] = h_[best];
-      h_[i]->index = i;
+      h_[i].t->index = i;
       i = best;
     }
-    h_[i] = t;
-    t->index = i;
+    h_[i] = e;
+    e.t->index = i;
   }
 
-  std::vector<timer*> h_;
+  std::vector<entry> h_;
 };
 
 }  // namespace weft::detail

@@ -545,8 +545,8 @@ TEST_CASE("a pipeline with fan-out and fan-in delivers every result once") {
     constexpr int workers = 8;
     weft::chan<int> jobs(16);
     weft::chan<long> results;
-    weft::go([jobs, n] {
-      for (int i = 0; i < n; ++i) jobs.send(i);
+    weft::go([jobs, count = n] {
+      for (int i = 0; i < count; ++i) jobs.send(i);
       jobs.close();
     });
     auto pending = std::make_shared<std::atomic<int>>(workers);

@@ -92,22 +92,24 @@ template <class T>
 struct chan_state final : chan_base {
   using stored = typename chan_traits<T>::stored;
 
-  static constexpr std::size_t align_all = alignof(std::max_align_t) > alignof(stored)
-                                               ? alignof(std::max_align_t)
-                                               : alignof(stored);
+  static constexpr std::size_t align_all = alignof(chan_base) > alignof(stored) ? alignof(chan_base)
+                                                                                : alignof(stored);
   static constexpr std::size_t round_up(std::size_t n, std::size_t a) {
     return (n + a - 1) / a * a;
   }
+  // chan_state adds no members (checked in create), so the ring starts
+  // right after chan_base.
   static constexpr std::size_t buf_offset = round_up(sizeof(chan_base), align_all);
 
   static chan_state* create(std::size_t capacity, std::size_t extra = 0) {
+    static_assert(sizeof(chan_state) == sizeof(chan_base), "the ring would overlap a member");
     constexpr std::size_t limit = (std::size_t{1} << 48) / (sizeof(stored) + 1);
     if (capacity > limit) throw_capacity_too_large();
-    const std::size_t extra_at = round_up(buf_offset + capacity * sizeof(stored), align_all);
-    void* mem = ::operator new (extra_at + extra, std::align_val_t{align_all});
+    const std::size_t at = round_up(buf_offset + capacity * sizeof(stored), align_all);
+    void* mem = ::operator new (at + extra, std::align_val_t{align_all});
     auto* s = ::new (mem) chan_state();
     s->cap = capacity;
-    s->extra_at_ = extra_at;
+    s->extra_at = at;
     s->destroy = &destroy_fn;
     return s;
   }
@@ -115,7 +117,7 @@ struct chan_state final : chan_base {
   stored* buf() noexcept {
     return std::launder(reinterpret_cast<stored*>(reinterpret_cast<char*>(this) + buf_offset));
   }
-  void* extra() noexcept { return reinterpret_cast<char*>(this) + extra_at_; }
+  void* extra() noexcept { return reinterpret_cast<char*>(this) + extra_at; }
   std::size_t wrap(std::size_t i) const noexcept { return i >= cap ? i - cap : i; }
 
   // try_recv / try_send: one attempt under the lock. On done, `wake` is the
@@ -279,8 +281,6 @@ struct chan_state final : chan_base {
     s->~chan_state();
     ::operator delete (static_cast<void*>(s), std::align_val_t{align_all});
   }
-
-  std::size_t extra_at_ = 0;
 };
 
 // chan_access: how select and the timers reach a handle's state.

@@ -181,22 +181,27 @@ struct wake_list {
 enum class op_result : std::uint8_t { blocked, done, closed };
 
 // chan_base: the shared state of one channel, minus the typed buffer.
-struct chan_base {
+struct alignas(64) chan_base {
+  // First cache line: everything a send or receive touches, so that one
+  // operation moves one line between cores.
   spinlock lock;
-  // Handles referring to this channel (plus one per runtime timer feeding
-  // it). The last release destroys it through `destroy`.
-  std::atomic<std::size_t> refs{1};
+  // Set once, under `lock`; read without it only as a hint (see the
+  // readiness hints below).
+  std::atomic<bool> closed{false};
   // Buffered values. Written under `lock`; read without it by size() and
   // select's readiness hints (relaxed: a hint, or the caller holds the lock).
   std::atomic<std::size_t> count{0};
   std::size_t head = 0;  // ring index of the oldest value; guarded by lock
   std::size_t cap = 0;   // immutable
-  // Set once, under `lock`; read without it only as a hint (acquire loads
-  // in the hints, see recv_ready).
-  std::atomic<bool> closed{false};
-  node_fifo sendq;                                 // guarded by lock (C1, C3)
-  node_fifo recvq;                                 // guarded by lock (C1, C2)
+  node_fifo sendq;       // guarded by lock (C1, C3)
+  node_fifo recvq;       // guarded by lock (C1, C2)
+
+  // Second line: written only when handles are copied or dropped.
+  // Handles referring to this channel (plus one per runtime timer feeding
+  // it). The last release destroys it through `destroy`.
+  alignas(64) std::atomic<std::size_t> refs{1};
   void (*destroy)(chan_base*) noexcept = nullptr;  // immutable
+  std::size_t extra_at = 0;  // immutable: offset of the extra area (chan_state)
 
   void retain() noexcept {
     refs.fetch_add(1, std::memory_order_relaxed);  // a new handle comes from an existing one
