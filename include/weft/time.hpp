@@ -85,7 +85,9 @@ class ticker {
 
   // c: the channel the ticks arrive on.
   chan<std::chrono::steady_clock::time_point> c() const { return c_; }
-  // stop: no tick is sent after stop returns. Idempotent.
+  // stop: no tick is sent after stop returns (a stop from a plain thread
+  // racing with the runtime's shutdown may let ticks through until the
+  // runtime's timers stop). Idempotent.
   void stop() noexcept { detail::stop_ticker(c_); }
 
  private:

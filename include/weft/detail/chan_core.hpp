@@ -91,7 +91,15 @@ class node_fifo {
   chan_node* pop() noexcept {
     chan_node* n = head_.load(std::memory_order_relaxed);
     if (n == nullptr) return nullptr;
-    unlink(n);
+    chan_node* next = n->next;
+    head_.store(next, std::memory_order_relaxed);
+    if (next == nullptr) {
+      tail_ = nullptr;
+    } else {
+      next->prev = nullptr;
+    }
+    n->next = nullptr;
+    n->queued = false;
     return n;
   }
 
