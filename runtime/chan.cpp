@@ -5,11 +5,39 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <stdexcept>
 
 #include "runtime/scheduler.hpp"
 
+#if !WEFT_ASAN && !WEFT_TSAN
+#include <tbb/scalable_allocator.h>
+#endif
+
 namespace weft::detail {
+
+// oneTBB's scalable allocator (as for closures, alloc.cpp): per-thread pools,
+// cross-thread frees without a global lock, cheap aligned blocks (glibc's
+// aligned allocation is a slow path). Under the sanitizers operator new, so
+// ASan and LSan see the blocks.
+void* chan_alloc(std::size_t size, std::size_t align) {
+#if !WEFT_ASAN && !WEFT_TSAN
+  void* p = scalable_aligned_malloc(size, align);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+#else
+  return ::operator new (size, std::align_val_t{align});
+#endif
+}
+
+void chan_free(void* p, std::size_t align) noexcept {
+#if !WEFT_ASAN && !WEFT_TSAN
+  (void)align;
+  scalable_aligned_free(p);
+#else
+  ::operator delete (p, std::align_val_t{align});
+#endif
+}
 
 void throw_closed_channel(const char* what) { throw closed_channel(what); }
 

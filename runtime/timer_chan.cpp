@@ -3,7 +3,8 @@
 //
 // Design
 //   One allocation per after()/ticker: the channel (capacity 1) with its
-//   timer in the channel's extra area (chan_state::create). The heap holds
+//   timer in the channel's `extra` room, in the cache line that also holds
+//   the channel's reference count (chan_core.hpp). The heap holds
 //   a channel reference while the timer is queued, so the timer cannot be
 //   freed under the poller; the timer's callback does a non-blocking send
 //   (chan_state::offer) of the current time: a full channel drops the tick,
@@ -70,12 +71,18 @@ time_point from_ns(std::int64_t ns) noexcept {
 
 void fire_once(timer* t) {
   auto* s = static_cast<tstate*>(t->arg);
-  // Only the heap's reference left: no handle exists, and none can be made
-  // (handles come from handles), so nobody could receive the value. A select
-  // loop with a timeout abandons most of its timers this way; skipping the
-  // send keeps the poller's time under the timers lock short.
-  // relaxed: the count is exact here (nobody else holds a reference).
-  if (s->refs.load(std::memory_order_relaxed) != 1) s->offer(from_ns(now_ns()));
+  // Only the heap's reference left: no handle exists and none can be made
+  // (handles come from handles), so nobody could receive the value: free
+  // the channel without sending and without a locked decrement. A select
+  // loop with a timeout abandons most of its timers this way, and this runs
+  // under the timers lock that after() needs.
+  // acquire: pairs with the release in the last handle's release(), so the
+  // destruction sees everything done through that handle.
+  if (s->refs.load(std::memory_order_acquire) == 1) {
+    s->destroy(s);  // frees t
+    return;
+  }
+  s->offer(from_ns(now_ns()));
   s->release();  // A1: the heap's reference; may free t
 }
 
@@ -92,8 +99,9 @@ void dispose(timer* t) { static_cast<tstate*>(t->arg)->release(); }  // A1
 // make_timer_chan: a capacity-1 channel with its timer armed at `ns` from
 // now (`period` > 0: a ticker). The caller holds a runtime_pin.
 chan<time_point> make_timer_chan(std::int64_t ns, std::int64_t period, void (*fire)(timer*)) {
-  tstate* s = tstate::create(1, sizeof(timer));
-  auto* t = ::new (s->extra()) timer();
+  static_assert(sizeof(timer) <= chan_base::extra_size && alignof(timer) <= 8);
+  tstate* s = tstate::create(1);
+  auto* t = ::new (static_cast<void*>(s->extra)) timer();
   chan<time_point> c = chan_access::adopt(s);
   const std::int64_t now = now_ns();
   if (ns == 0 && period == 0) {
@@ -132,7 +140,7 @@ void stop_ticker(const chan<time_point>& c) noexcept {
   if (s == nullptr) return;
   runtime_pin pin;
   if (!pin.ok()) return;  // see Design: nothing of a live runtime to touch
-  auto* t = static_cast<timer*>(s->extra());
+  auto* t = std::launder(reinterpret_cast<timer*>(s->extra));
   poller& pl = g_sched->poll;
   pl.timers_lock().lock();
   const bool was_queued = pl.cancel_timer_locked(t);

@@ -60,6 +60,11 @@ namespace detail {
 
 [[noreturn]] void throw_closed_channel(const char* what);
 [[noreturn]] void throw_capacity_too_large();
+// chan_alloc / chan_free: memory for channel states (runtime/chan.cpp): a
+// thread-caching allocator, since channels are often made on one thread
+// and freed on another (a fiber's, the poller's for after()).
+void* chan_alloc(std::size_t size, std::size_t align);
+void chan_free(void* p, std::size_t align) noexcept;
 
 // chan_traits: how a T is kept inside a channel (see "Element types").
 template <class T>
@@ -86,8 +91,7 @@ struct chan_traits {
 };
 
 // chan_state<T>: one channel: chan_base plus a ring of `cap` values stored
-// right after it, and optionally `extra` bytes after that (a runtime timer
-// feeding the channel: after(), ticker; trivially destructible only).
+// right after it.
 template <class T>
 struct chan_state final : chan_base {
   using stored = typename chan_traits<T>::stored;
@@ -101,15 +105,13 @@ struct chan_state final : chan_base {
   // right after chan_base.
   static constexpr std::size_t buf_offset = round_up(sizeof(chan_base), align_all);
 
-  static chan_state* create(std::size_t capacity, std::size_t extra = 0) {
+  static chan_state* create(std::size_t capacity) {
     static_assert(sizeof(chan_state) == sizeof(chan_base), "the ring would overlap a member");
     constexpr std::size_t limit = (std::size_t{1} << 48) / (sizeof(stored) + 1);
     if (capacity > limit) throw_capacity_too_large();
-    const std::size_t at = round_up(buf_offset + capacity * sizeof(stored), align_all);
-    void* mem = ::operator new (at + extra, std::align_val_t{align_all});
+    void* mem = chan_alloc(buf_offset + capacity * sizeof(stored), align_all);
     auto* s = ::new (mem) chan_state();
     s->cap = capacity;
-    s->extra_at = at;
     s->destroy = &destroy_fn;
     return s;
   }
@@ -117,7 +119,6 @@ struct chan_state final : chan_base {
   stored* buf() noexcept {
     return std::launder(reinterpret_cast<stored*>(reinterpret_cast<char*>(this) + buf_offset));
   }
-  void* extra() noexcept { return reinterpret_cast<char*>(this) + extra_at; }
   std::size_t wrap(std::size_t i) const noexcept { return i >= cap ? i - cap : i; }
 
   // try_recv / try_send: one attempt under the lock. On done, `wake` is the
@@ -275,11 +276,13 @@ struct chan_state final : chan_base {
 
   static void destroy_fn(chan_base* b) noexcept {
     auto* s = static_cast<chan_state*>(b);
-    const std::size_t n = s->count.load(std::memory_order_relaxed);
-    stored* buf = s->buf();
-    for (std::size_t i = 0; i < n; ++i) buf[s->wrap(s->head + i)].~stored();
+    if constexpr (!std::is_trivially_destructible_v<stored>) {
+      const std::size_t n = s->count.load(std::memory_order_relaxed);
+      stored* buf = s->buf();
+      for (std::size_t i = 0; i < n; ++i) buf[s->wrap(s->head + i)].~stored();
+    }
     s->~chan_state();
-    ::operator delete (static_cast<void*>(s), std::align_val_t{align_all});
+    chan_free(static_cast<void*>(s), align_all);
   }
 };
 

@@ -204,12 +204,17 @@ struct alignas(64) chan_base {
   node_fifo sendq;       // guarded by lock (C1, C3)
   node_fifo recvq;       // guarded by lock (C1, C2)
 
-  // Second line: written only when handles are copied or dropped.
+  // Second line: written only when handles are copied or dropped, and
+  // room for the runtime timer that feeds an after() or ticker channel, so
+  // the poller firing it finds the timer and the count in one line.
   // Handles referring to this channel (plus one per runtime timer feeding
   // it). The last release destroys it through `destroy`.
   alignas(64) std::atomic<std::size_t> refs{1};
   void (*destroy)(chan_base*) noexcept = nullptr;  // immutable
-  std::size_t extra_at = 0;  // immutable: offset of the extra area (chan_state)
+  static constexpr std::size_t extra_size = 48;
+  // Owned by whoever made the channel with a timer (timer_chan.cpp);
+  // trivially destructible contents only.
+  alignas(8) unsigned char extra[extra_size];
 
   void retain() noexcept {
     refs.fetch_add(1, std::memory_order_relaxed);  // a new handle comes from an existing one
