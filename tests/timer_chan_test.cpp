@@ -4,6 +4,8 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "chan_helpers.hpp"
 
@@ -25,6 +27,35 @@ TEST_CASE("after delivers the time once, no earlier than the duration") {
     // Exactly one value: nothing more arrives.
     weft::sleep_for(2ms);
     CHECK(weft::select(weft::recv_case(c), weft::default_case()) == 1);
+  });
+}
+
+TEST_CASE("after never fires early, however the timers are batched") {
+  test::for_each_workers([](unsigned) {
+    // Durations below and above the batching threshold, interleaved so that
+    // consecutive calls both join and break batches.
+    std::vector<std::pair<clk::time_point, weft::chan<clk::time_point>>> pending;
+    std::vector<clk::duration> wanted;
+    for (int i = 0; i < 300; ++i) {
+      const auto d = std::chrono::microseconds((i % 3 == 0) ? 10 + i : 100 + 17 * i);
+      wanted.push_back(d);
+      const clk::time_point t0 = clk::now();  // before after() starts counting
+      pending.emplace_back(t0, weft::after(d));
+    }
+    int early = 0;
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+      const clk::time_point fired = *pending[i].second.recv();
+      if (fired < pending[i].first + wanted[i]) {
+        ++early;
+        MESSAGE("after(", std::chrono::duration_cast<std::chrono::microseconds>(wanted[i]).count(),
+                "us) fired ",
+                std::chrono::duration_cast<std::chrono::nanoseconds>(pending[i].first + wanted[i] -
+                                                                     fired)
+                    .count(),
+                "ns early");
+      }
+    }
+    CHECK(early == 0);
   });
 }
 
@@ -176,6 +207,39 @@ TEST_CASE("a ticker alive at shutdown is disposed; stopping it later is harmless
   CHECK(weft::detail::last_teardown().timers_disposed == 0);
   outer.reset();
   CHECK(c.capacity() == 1);  // our handle keeps the channel
+}
+
+TEST_CASE(
+    "a plain thread's pending after()s are disposed at shutdown; it uses after() again in a later "
+    "run") {
+  // The thread keeps a batch of its after() timers across the two runs.
+  weft::chan<int> go_on(1), done(1);
+  std::thread t([&] {
+    for (int run = 0; run < 2; ++run) {
+      (void)go_on.recv();
+      auto pending = weft::after(std::chrono::hours(1));  // batched, never fires
+      auto again = weft::after(std::chrono::hours(1));    // joins the same batch
+      const auto t0 = clk::now();
+      const clk::time_point fired = *weft::after(200us).recv();
+      done.send(fired >= t0 + 200us ? 1 : 0);
+    }
+  });
+  weft::options o;
+  o.workers = 2;
+  for (int run = 0; run < 2; ++run) {
+    CAPTURE(run);
+    int ok = 0;
+    weft::run(
+        [&] {
+          go_on.send(1);
+          ok = *done.recv();
+        },
+        o);
+    test::check_teardown();
+    CHECK(ok == 1);
+    CHECK(weft::detail::last_teardown().timers_disposed >= 1);  // the 1h batch
+  }
+  t.join();
 }
 
 TEST_CASE("a ticker can be stopped from a plain thread") {

@@ -45,7 +45,9 @@ void stop_ticker(const chan<std::chrono::steady_clock::time_point>& c) noexcept;
 }  // namespace detail
 
 // after: a channel that receives the steady_clock time once, when d has
-// elapsed (Go's time.After); zero or negative d fires at once. The channel
+// elapsed (Go's time.After); zero or negative d fires at once. It never
+// fires early; to keep many timeouts cheap it may fire up to d/16 (at most
+// 50 us) late, like a batch of timers due together. The channel
 // holds that one value (capacity 1), so nobody has to receive it. Use it as
 // a select timeout: `recv_case(after(100ms), ...)`.
 // The timer is the runtime's: callable from fibers, and from other threads
