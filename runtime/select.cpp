@@ -106,7 +106,7 @@ void dequeue(const case_ref* cs, std::size_t n, chan_base* const* locks, std::si
     bool visit = false;
     for (std::size_t i = 0; i < n && !visit; ++i) visit = cs[i].ch == ch && i != skip_alone;
     if (!visit) continue;
-    ch->lock.lock();
+    chan_lock(ch->lock);
     for (std::size_t i = 0; i < n; ++i) {
       if (cs[i].ch != ch || !nodes[i].queued) continue;
       (cs[i].is_send ? ch->sendq : ch->recvq).remove(&nodes[i]);
@@ -162,7 +162,7 @@ select_outcome select_impl(case_ref* cs, std::size_t n, bool has_default, const 
     if (c.ch == nullptr) continue;
     ++live;
     if (!looks_ready(c)) continue;
-    c.ch->lock.lock();
+    chan_lock(c.ch->lock);
     chan_node* wake = nullptr;
     const op_result r = c.attempt(c.ch, c.slot, wake);
     if (r == op_result::blocked) {
@@ -180,7 +180,7 @@ select_outcome select_impl(case_ref* cs, std::size_t n, bool has_default, const 
 
   // Pass 2: all channels locked at once.
   const std::size_t m = distinct_channels(cs, n, s.locks);
-  for (std::size_t l = 0; l < m; ++l) s.locks[l]->lock.lock();
+  for (std::size_t l = 0; l < m; ++l) chan_lock(s.locks[l]->lock);
   for (std::size_t k = 0; k < n; ++k) {
     const std::uint32_t i = s.order[k];
     const case_ref& c = cs[i];

@@ -634,6 +634,25 @@ TEST_CASE("a thread blocked on a channel is woken by a fiber, and a fiber by a t
   });
 }
 
+TEST_CASE("a fiber inside weft::blocking blocks its thread on a channel and is woken by a fiber") {
+  test::for_each_workers([](unsigned) {
+    weft::chan<int> in, out;
+    weft::wait_group wg;
+    wg.add(1);
+    weft::go([&] {
+      // Inside blocking() the fiber is a plain thread to the channel: it
+      // sleeps on a futex, and the runtime hands its run queue to another
+      // worker, which runs the sender below.
+      const int v = weft::blocking([&] { return *in.recv(); });
+      out.send(v * 2);
+      wg.done();
+    });
+    weft::go([&] { in.send(21); });
+    CHECK(out.recv() == 42);
+    wg.wait();
+  });
+}
+
 TEST_CASE("close from a plain thread wakes blocked fibers and threads alike") {
   test::for_each_workers([](unsigned) {
     weft::chan<int> c;

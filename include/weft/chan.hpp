@@ -165,7 +165,7 @@ struct chan_state final : chan_base {
   }
 
   void send(stored& v) {
-    lock.lock();
+    chan_lock(lock);
     chan_node* wake = nullptr;
     switch (try_send(v, wake)) {
       case op_result::done:
@@ -192,7 +192,7 @@ struct chan_state final : chan_base {
   }
 
   void recv(std::optional<stored>& out) {
-    lock.lock();
+    chan_lock(lock);
     chan_node* wake = nullptr;
     switch (try_recv(out, wake)) {
       case op_result::done:
@@ -222,7 +222,7 @@ struct chan_state final : chan_base {
   // channel is closed or has no room and no waiting receiver. For runtime
   // timers; callable under the timers lock.
   bool offer(stored&& v) noexcept {
-    lock.lock();
+    chan_lock(lock);
     chan_node* wake = nullptr;
     if (try_send(v, wake) != op_result::done) {
       lock.unlock();
@@ -237,7 +237,7 @@ struct chan_state final : chan_base {
   }
 
   void close() {
-    lock.lock();
+    chan_lock(lock);
     if (closed.load(std::memory_order_relaxed)) {
       lock.unlock();
       throw_closed_channel("close of closed channel");
@@ -267,7 +267,7 @@ struct chan_state final : chan_base {
     try {
       park(w, lock, why, this);
     } catch (...) {
-      lock.lock();
+      chan_lock(lock);
       if (node.queued) q.remove(&node);
       lock.unlock();
       throw;
@@ -301,7 +301,7 @@ struct chan_access {
   static std::size_t waiting(const chan<T>& c, bool senders) noexcept {
     chan_state<T>* s = c.s_;
     if (s == nullptr) return 0;
-    s->lock.lock();
+    chan_lock(s->lock);
     const std::size_t n = (senders ? s->sendq : s->recvq).length_locked();
     s->lock.unlock();
     return n;

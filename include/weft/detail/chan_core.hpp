@@ -133,6 +133,20 @@ class node_fifo {
   chan_node* tail_ = nullptr;
 };
 
+// lock_contended: the channel lock's slow path (chan.cpp).
+void lock_contended(spinlock& lk) noexcept;
+
+// chan_lock: take a channel's lock. Uncontended, a load and an exchange
+// (spinlock::try_lock). Contended, it backs off exponentially instead of
+// polling: with fibers on two cores hammering one channel, polling hands the
+// lock's cache line back and forth on every operation (measured: 150 ns per
+// value through a buffered channel, against 16.5 ns on one core), while a
+// waiter that keeps off the line lets the holder's core run a burst of
+// operations. Go's runtime lock gets the same effect by sleeping.
+inline void chan_lock(spinlock& lk) noexcept {
+  if (!lk.try_lock()) lock_contended(lk);
+}
+
 // claim: pop the first node of q whose owner is still waiting. A plain node
 // is always live; a select node is live only if this CAS wins its `done`
 // word (C6). Nodes of selects already won elsewhere are dropped, unlinked
