@@ -74,6 +74,8 @@ void lock_contended(spinlock& lk) noexcept {
   }
 }
 
+bool on_runtime_thread() noexcept { return current_m() != nullptr; }
+
 std::uint64_t chan_rand() noexcept {
   // xorshift64*, one state per thread; read and written only here, and no
   // switch happens inside, so a migrating fiber cannot carry a stale

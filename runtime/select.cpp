@@ -31,6 +31,9 @@
 //   S2  When an unwound select leaves, it has taken every channel's lock
 //       after its release ran, so no waker still holds (or will take) one
 //       of its nodes (chan_core.hpp C5).
+//   S3  The park release touches the selecting party's frame only before
+//       its first unlock: from then on a waker may resume the party, which
+//       may return before the release has unlocked the rest.
 //
 // Lock order: channel locks in increasing address order (chan_core.hpp).
 
@@ -90,9 +93,15 @@ struct lockset {
   std::size_t m;
 };
 
+// unlock_all: the park release of a blocked select (S3): copy the list out
+// of the selecting party's frame first, since the first unlock lets a waker
+// resume that party, which may leave the frame before the last unlock.
 void unlock_all(void* arg) noexcept {
-  auto* ls = static_cast<lockset*>(arg);
-  for (std::size_t i = 0; i < ls->m; ++i) ls->locks[i]->lock.unlock();
+  const auto* ls = static_cast<const lockset*>(arg);
+  const std::size_t m = ls->m;
+  auto** copy = static_cast<chan_base**>(__builtin_alloca(m * sizeof(chan_base*)));
+  for (std::size_t i = 0; i < m; ++i) copy[i] = ls->locks[i];
+  for (std::size_t i = 0; i < m; ++i) copy[i]->lock.unlock();
 }
 
 // dequeue: unlink this select's nodes still queued, one channel at a time.

@@ -254,7 +254,7 @@ struct chan_state final : chan_base {
       woken.add_locked(s);
     }
     lock.unlock();
-    woken.wake_threads();
+    woken.wake_unlocked();
   }
 
  private:

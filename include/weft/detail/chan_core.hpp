@@ -29,12 +29,17 @@
 //   C3  count < cap implies sendq holds no live node.
 //   C4  node.queued is true iff the node is linked in its channel's queue;
 //       both change only under that channel's lock.
-//   C5  A fiber node is unparked while the waker still holds the channel
-//       lock; a thread node after it released it. Unwinding at shutdown
-//       resumes parked fibers whether or not a waker claimed them, and the
-//       unwinding fiber takes the lock before its frame goes: so no waker
-//       can touch a node whose frame is gone. (A parked OS thread is never
-//       unwound, and its node stays valid until its futex word is set.)
+//   C5  A waker running on one of the runtime's threads unparks after it
+//       released the channel lock, as Go does (the wakeup may enter the
+//       kernel to start a worker; the lock must not be held across that).
+//       A waker on any other thread unparks a fiber node while it still
+//       holds the lock: at shutdown the runtime resumes parked fibers to
+//       unwind them whether or not a waker claimed them, and an unwinding
+//       fiber takes the lock before its frame goes, so a foreign waker must
+//       be done with the node by then. A runtime-thread waker cannot race
+//       with that: unwinding starts only once no worker runs a fiber, and
+//       the thread that unwinds runs one fiber at a time. A parked OS
+//       thread is never unwound; its node stays valid until it is woken.
 //   C6  A claimed node is never linked again; `closed` and the slot are
 //       written by the claimer before the unpark.
 //
@@ -136,15 +141,15 @@ class node_fifo {
 // lock_contended: the channel lock's slow path (chan.cpp).
 void lock_contended(spinlock& lk) noexcept;
 
-// chan_lock: take a channel's lock. Uncontended, a load and an exchange
-// (spinlock::try_lock). Contended, it backs off exponentially instead of
+// chan_lock: take a channel's lock. Uncontended, one exchange, as
+// spinlock::lock. Contended, it backs off exponentially instead of
 // polling: with fibers on two cores hammering one channel, polling hands the
 // lock's cache line back and forth on every operation (measured: 150 ns per
 // value through a buffered channel, against 16.5 ns on one core), while a
 // waiter that keeps off the line lets the holder's core run a burst of
 // operations. Go's runtime lock gets the same effect by sleeping.
 inline void chan_lock(spinlock& lk) noexcept {
-  if (!lk.try_lock()) lock_contended(lk);
+  if (!lk.try_lock_once()) lock_contended(lk);
 }
 
 // claim: pop the first node of q whose owner is still waiting. A plain node
@@ -163,11 +168,14 @@ inline chan_node* claim(node_fifo& q) noexcept {
   return nullptr;
 }
 
+// on_runtime_thread: true on a thread the runtime runs fibers on (chan.cpp).
+bool on_runtime_thread() noexcept;
+
 // unlock_and_wake: release `lk` and unpark the owner of a node claimed under
 // it, in the order C5 prescribes. n may be gone once this returns.
 inline void unlock_and_wake(spinlock& lk, chan_node* n) noexcept {
   waiter* w = n->w;
-  if (w->fiber_ != nullptr) {
+  if (w->fiber_ != nullptr && !on_runtime_thread()) {
     unpark(*w);
     lk.unlock();
   } else {
@@ -176,27 +184,32 @@ inline void unlock_and_wake(spinlock& lk, chan_node* n) noexcept {
   }
 }
 
-// wake_list: nodes claimed under a lock (close() claims many), woken per C5.
-// Fiber nodes are unparked at once (the caller holds the lock); thread
-// nodes are collected and unparked by wake_threads() after unlocking.
-struct wake_list {
-  chan_node* threads = nullptr;
+// wake_list: nodes claimed under a lock (close() claims many), woken per C5:
+// add_locked() unparks a fiber node at once when the caller is a foreign
+// thread, and otherwise keeps the node for wake_unlocked(), which the caller
+// calls once it released the lock.
+class wake_list {
+ public:
   void add_locked(chan_node* n) noexcept {
-    if (n->w->fiber_ != nullptr) {
+    if (n->w->fiber_ != nullptr && !runtime_thread_) {
       unpark(*n->w);
     } else {
-      n->next = threads;
-      threads = n;
+      n->next = later_;
+      later_ = n;
     }
   }
-  void wake_threads() noexcept {
-    for (chan_node* n = threads; n != nullptr;) {
+  void wake_unlocked() noexcept {
+    for (chan_node* n = later_; n != nullptr;) {
       chan_node* next = n->next;  // n may be gone once its owner runs
       unpark(*n->w);
       n = next;
     }
-    threads = nullptr;
+    later_ = nullptr;
   }
+
+ private:
+  chan_node* later_ = nullptr;
+  bool runtime_thread_ = on_runtime_thread();
 };
 
 // Results of an operation attempted under the lock.

@@ -37,6 +37,10 @@ class spinlock {
     return !locked_.load(std::memory_order_relaxed) &&
            !locked_.exchange(true, std::memory_order_acquire);
   }
+  // try_lock_once: one exchange, without try_lock's read first (which costs
+  // a second cache-line transfer when the line is on another core); for
+  // callers that run their own contended path (channels, chan_core.hpp).
+  bool try_lock_once() noexcept { return !locked_.exchange(true, std::memory_order_acquire); }
   void unlock() noexcept { locked_.store(false, std::memory_order_release); }
 
  private:
