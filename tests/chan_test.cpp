@@ -647,7 +647,7 @@ TEST_CASE("a fiber inside weft::blocking blocks its thread on a channel and is w
       out.send(v * 2);
       wg.done();
     });
-    weft::go([&] { in.send(21); });
+    weft::go([in] { in.send(21); });  // by value: it may return after we do
     CHECK(out.recv() == 42);
     wg.wait();
   });
