@@ -176,7 +176,7 @@ struct unwinder {
     altstack_install();
     fm.p = &s.ps[0];
     s.ps[0].m = &fm;
-    for (unsigned i = 0; i < s.nprocs; ++i) s.ps[i].runq.reset();
+    for (unsigned i = 0; i < s.np_total; ++i) s.ps[i].runq.reset();
     s.gq.clear();
     for (;;) {
       bool live = false;
@@ -194,7 +194,7 @@ struct unwinder {
       if (!live) break;
       if (!progress) report_stuck();
     }
-    for (unsigned i = 0; i < s.nprocs; ++i) {
+    for (unsigned i = 0; i < s.np_total; ++i) {
       s.stacks.flush(s.ps[i].stacks);
       s.fibers.flush(s.ps[i].records);
     }
@@ -209,7 +209,7 @@ struct unwinder {
       std::fprintf(stderr,
                    "weft: fiber %llu (started at %s:%u) blocked in a destructor while being "
                    "unwound at shutdown\n",
-                   static_cast<unsigned long long>(f->id), f->file, f->line);
+                   static_cast<unsigned long long>(f->get_id()), f->get_file(), f->get_line());
     });
     std::abort();
   }
@@ -237,10 +237,15 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   auto* s = new scheduler();
   s->opts = opts;
   s->nprocs = opts.workers;
-  s->ps = new processor[opts.workers];
-  s->coprimes = coprimes_of(opts.workers);
+  s->np_total = 2 * opts.workers;  // the second half: spares sysmon lends to cover hogs
+  s->ps = new processor[s->np_total];
+  s->coprimes = coprimes_of(s->np_total);
   s->stacks.init(opts.stack_size);
-  for (unsigned i = 0; i < opts.workers; ++i) s->ps[i].index = i;
+  for (unsigned i = 0; i < s->np_total; ++i) {
+    s->ps[i].index = i;
+    s->ps[i].spare = i >= opts.workers;
+  }
+  s->nactive.store(static_cast<int>(opts.workers), std::memory_order_relaxed);
   // Processors 1..n-1 start idle; processor 0 runs main.
   for (unsigned i = opts.workers; i-- > 1;) {
     processor* p = &s->ps[i];
@@ -253,13 +258,12 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
 
   main_closure mc{main_fn, arg};
   fiber* mainf = s->fibers.acquire(s->ps[0].records);
-  mainf->id = next_fiber_id(&s->ps[0]);
+  mainf->id.store(next_fiber_id(&s->ps[0]), std::memory_order_relaxed);
   mainf->is_main = true;
   static_assert(sizeof(main_closure) <= fiber::inline_size);
   mainf->closure = ::new (mainf->inline_) main_closure(mc);
   mainf->ops = &main_ops;
-  mainf->file = file;
-  mainf->line = line;
+  mainf->set_site(file, line);
   mainf->state.store(fiber_state::runnable, std::memory_order_relaxed);
   s->ps[0].started.inc();
   s->ps[0].runq.push(mainf);
@@ -311,7 +315,7 @@ fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
   fiber* f = nullptr;
   if (m != nullptr && m->p != nullptr && !m->in_blocking) {
     f = g_sched->fibers.acquire(m->p->records);
-    f->id = next_fiber_id(m->p);
+    f->id.store(next_fiber_id(m->p), std::memory_order_relaxed);
   } else {
     if (m == nullptr) {
       g_foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
@@ -328,7 +332,7 @@ fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
       if (m == nullptr) g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
       throw;
     }
-    f->id = next_fiber_id(nullptr);
+    f->id.store(next_fiber_id(nullptr), std::memory_order_relaxed);
   }
   if (size <= fiber::inline_size && align <= alignof(std::max_align_t)) {
     f->closure = f->inline_;
@@ -347,8 +351,7 @@ fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
 
 void launch_fiber(fiber* f, const closure_ops* ops, const char* file, unsigned line) noexcept {
   f->ops = ops;
-  f->file = file;
-  f->line = line;
+  f->set_site(file, line);
   machine* m = current_m();
   if (m != nullptr && m->p != nullptr && !m->in_blocking) {
     m->p->started.inc();
@@ -388,7 +391,7 @@ void yield() { detail::yield_current(); }
 
 std::uint64_t this_fiber_id() noexcept {
   detail::fiber* f = detail::current_fiber();
-  return f != nullptr ? f->id : 0;
+  return f != nullptr ? f->get_id() : 0;
 }
 
 bool in_fiber() noexcept { return detail::current_fiber() != nullptr; }
@@ -404,7 +407,7 @@ runtime_stats stats() noexcept {
   if (s == nullptr || !detail::g_accepting.load(std::memory_order_seq_cst)) return r;
   std::uint64_t started = s->shared_started.load(std::memory_order_relaxed);
   std::uint64_t finished = 0, parks = 0, runnable = s->gq.size_hint();
-  for (unsigned i = 0; i < s->nprocs; ++i) {
+  for (unsigned i = 0; i < s->np_total; ++i) {
     detail::processor& p = s->ps[i];
     started += p.started.get();
     finished += p.finished.get();
@@ -417,7 +420,8 @@ runtime_stats stats() noexcept {
   r.fibers_alive = started >= finished ? started - finished : 0;
   r.fibers_runnable = runnable;
   r.workers = s->nprocs;
-  r.threads = s->live_threads.load(std::memory_order_relaxed);
+  // Worker threads plus the poller and sysmon.
+  r.threads = s->live_threads.load(std::memory_order_relaxed) + 2;
   {
     std::lock_guard<std::mutex> lk(s->mu);
     r.idle_threads = s->nmidle;

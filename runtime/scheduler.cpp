@@ -97,6 +97,22 @@ void acquire_p(machine* m, processor* p) noexcept {
   m->p = p;
   p->m = m;
   p->status.store(p_status::running, std::memory_order_release);
+  sysmon_poke(S(), nullptr);  // it may sleep untimed because every processor was idle
+}
+
+// release_p: the machine gives up its processor because it found no work
+// (requires mu). A lent spare goes back to sleep instead of to the idle list.
+void release_p(machine* m, processor* p) noexcept {
+  m->p = nullptr;
+  if (p->spare) {
+    S().stacks.flush(p->stacks);
+    S().fibers.flush(p->records);
+    p->m = nullptr;
+    p->status.store(p_status::dead, std::memory_order_relaxed);
+    S().nactive.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  pidle_put(p);
 }
 
 void notewakeup(machine* m) noexcept {
@@ -106,12 +122,24 @@ void notewakeup(machine* m) noexcept {
 
 void machine_main(machine* m) noexcept;
 
+// Like Go's limit: far more threads than this means fibers are piling up in
+// blocking calls, and the process is better stopped with a clear message
+// than left to exhaust the kernel.
+constexpr std::size_t max_threads = 10000;
+
 void newm(processor* p, bool spinning) {
   auto* m = new machine();
   m->nextp = p;
   m->spinning = spinning;
   {
     std::lock_guard<std::mutex> lk(S().mu);
+    if (S().machines.size() >= max_threads) {
+      std::fprintf(stderr,
+                   "weft: program exceeds the %zu-thread limit (fibers stuck in weft::blocking "
+                   "each hold a thread)\n",
+                   max_threads);
+      std::abort();
+    }
     m->id = static_cast<std::uint32_t>(S().machines.size());
     S().machines.push_back(m);
   }
@@ -228,8 +256,7 @@ fiber* pick_local(processor* p) noexcept {
 // owner is usually about to run it (a channel handoff), and stealing it
 // would move a ping-pong pair across cores (Go waits 3 us the same way).
 fiber* steal_work(machine* m, processor* p) noexcept {
-  const unsigned n = S().nprocs;
-  if (n == 1) return nullptr;
+  const unsigned n = S().np_total;
   fiber* buf[local_queue_size / 2];
   for (int pass = 0; pass < 4; ++pass) {
     const bool last = pass == 3;
@@ -278,7 +305,7 @@ void resetspinning(machine* m) noexcept {  // K2
 // any_work: K3's re-check, after asym_heavy().
 bool any_work() noexcept {
   if (S().gq.size_hint() != 0) return true;
-  for (unsigned i = 0; i < S().nprocs; ++i) {
+  for (unsigned i = 0; i < S().np_total; ++i) {
     if (!S().ps[i].runq.looks_empty()) return true;
   }
   return false;
@@ -291,8 +318,7 @@ fiber* find_runnable(machine* m) noexcept {
     if (p == nullptr || S().ph.load(std::memory_order_acquire) != phase::running) {
       if (p != nullptr) {
         std::lock_guard<std::mutex> lk(S().mu);
-        pidle_put(p);
-        m->p = nullptr;
+        release_p(m, p);
       }
       if (m->spinning) {
         m->spinning = false;
@@ -308,7 +334,8 @@ fiber* find_runnable(machine* m) noexcept {
     if (fiber* f = pick_local(p)) return f;
     if (fiber* f = global_get(p, 0)) return f;
     // Steal, unless enough machines are already spinning.
-    const int busy = static_cast<int>(S().nprocs) - S().npidle.load(std::memory_order_relaxed);
+    const int busy =
+        S().nactive.load(std::memory_order_relaxed) - S().npidle.load(std::memory_order_relaxed);
     if (m->spinning || 2 * S().nmspinning.load(std::memory_order_relaxed) < busy) {
       if (!m->spinning) {
         m->spinning = true;
@@ -322,8 +349,7 @@ fiber* find_runnable(machine* m) noexcept {
       if (S().gq.size_hint() != 0) {
         if (fiber* f = global_get(p, 0)) return f;
       }
-      pidle_put(p);
-      m->p = nullptr;
+      release_p(m, p);
     }
     const bool was_spinning = m->spinning;
     if (was_spinning) {
@@ -362,6 +388,7 @@ void bind_stack(processor* p, fiber* f) {
 // prepare_run: f is about to be switched to on machine m (W3).
 inline void prepare_run(machine* m, processor* p, fiber* f) {
   m->curg = f;
+  p->current.store(f, std::memory_order_relaxed);
   f->state.store(fiber_state::running, std::memory_order_relaxed);
   if (f->ctx.fctx == nullptr) bind_stack(p, f);
   p->schedtick.store(p->schedtick.load(std::memory_order_relaxed) + 1,
@@ -426,6 +453,12 @@ void recycle_action(void* arg) {
   }
 }
 
+// leave_for_g0: the running fiber is about to switch to its machine's g0.
+inline void leave_for_g0(machine* m) noexcept {
+  m->curg = nullptr;
+  if (m->p != nullptr && !m->in_blocking) m->p->current.store(nullptr, std::memory_order_relaxed);
+}
+
 // Choose what runs after the current fiber leaves (W4): a local fiber, or g0.
 inline fiber* next_after_leave(machine* m) noexcept {
   if (m->p == nullptr || m->in_blocking ||
@@ -445,7 +478,7 @@ inline fiber* next_after_leave(machine* m) noexcept {
     std::fprintf(stderr,
                  "weft: fiber %llu (started at %s:%u) keeps swallowing the shutdown unwind "
                  "(a catch (...) that does not rethrow)\n",
-                 static_cast<unsigned long long>(self->id), self->file, self->line);
+                 static_cast<unsigned long long>(self->get_id()), self->get_file(), self->get_line());
     std::abort();
   }
   throw fiber_unwind{};
@@ -541,7 +574,7 @@ void park_current(switch_action release, wait_reason why, const void* obj) {
     prepare_run(m, m->p, next);
     switch_to(m->ts, self->ctx, next->ctx, release);
   } else {
-    m->curg = nullptr;
+    leave_for_g0(m);
     switch_to(m->ts, self->ctx, m->g0, release);
   }
   // Resumed, perhaps on another machine: re-read nothing cached above.
@@ -560,7 +593,7 @@ void yield_current() {
   if (S().ph.load(std::memory_order_relaxed) != phase::running) {
     // Shutdown: stay off the queues; the final phase unwinds us (W4).
     self->state.store(fiber_state::runnable, std::memory_order_relaxed);
-    m->curg = nullptr;
+    leave_for_g0(m);
     switch_to(m->ts, self->ctx, m->g0, {});
     if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
     return;
@@ -586,7 +619,7 @@ void exit_current() noexcept {
     prepare_run(m, m->p, next);
     switch_final(m->ts, next->ctx, recycle);
   }
-  m->curg = nullptr;
+  leave_for_g0(m);
   switch_final(m->ts, m->g0, recycle);
 }
 
@@ -618,6 +651,76 @@ void join_machines() {
   }
 }
 
+// ---- used by sysmon ----
+
+void handoff_p(processor* p) noexcept {
+  p->m = nullptr;
+  p->current.store(nullptr, std::memory_order_relaxed);
+  // Work waiting for it: run it on another machine.
+  if (!p->runq.looks_empty() || S().gq.size_hint() != 0) {
+    startm(p, false);
+    return;
+  }
+  // Nobody spinning or idle would catch new work: keep one machine looking.
+  if (S().nmspinning.load(std::memory_order_relaxed) + S().npidle.load(std::memory_order_relaxed) ==
+      0) {
+    int expected = 0;
+    if (S().nmspinning.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) {
+      startm(p, true);
+      return;
+    }
+  }
+  std::unique_lock<std::mutex> lk(S().mu);
+  if (S().gq.size_hint() != 0) {
+    lk.unlock();
+    startm(p, false);
+    return;
+  }
+  pidle_put(p);
+}
+
+bool lend_spare() noexcept {
+  {
+    std::lock_guard<std::mutex> lk(S().mu);
+    processor* spare = nullptr;
+    for (unsigned i = S().nprocs; i < S().np_total; ++i) {
+      if (S().ps[i].status.load(std::memory_order_relaxed) == p_status::dead) {
+        spare = &S().ps[i];
+        break;
+      }
+    }
+    if (spare == nullptr) return false;
+    S().nactive.fetch_add(1, std::memory_order_relaxed);
+    pidle_put(spare);
+  }
+  startm(nullptr, false);
+  return true;
+}
+
+void wake_idle() noexcept {
+  if (S().npidle.load(std::memory_order_relaxed) > 0) startm(nullptr, false);
+}
+
+void retire_idle_spares() noexcept {
+  if (S().nactive.load(std::memory_order_relaxed) <= static_cast<int>(S().nprocs)) return;
+  std::lock_guard<std::mutex> lk(S().mu);
+  processor** link = &S().pidle;
+  while (processor* p = *link) {
+    if (!p->spare) {
+      link = &p->idle_link;
+      continue;
+    }
+    // Idle: nobody holds it, so its caches are ours to flush under mu.
+    *link = p->idle_link;
+    p->idle_link = nullptr;
+    S().npidle.fetch_sub(1, std::memory_order_seq_cst);
+    S().stacks.flush(p->stacks);
+    S().fibers.flush(p->records);
+    p->status.store(p_status::dead, std::memory_order_relaxed);
+    S().nactive.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
 // ---- blocking ----
 
 bool enter_blocking() noexcept {
@@ -629,6 +732,7 @@ bool enter_blocking() noexcept {
                        std::memory_order_relaxed);
   // release: sysmon's CAS (acquire) sees this processor's state as of now.
   p->status.store(p_status::syscall, std::memory_order_release);
+  sysmon_poke(S(), p);  // a long-sleeping monitor would notice this call too late
   return true;
 }
 
@@ -649,12 +753,13 @@ void exit_blocking() noexcept {
   }
   if (np != nullptr) {
     acquire_p(m, np);
+    np->current.store(m->curg, std::memory_order_relaxed);
     return;
   }
   // No processor: queue this fiber globally and park the machine as a spare.
   fiber* self = m->curg;
   self->state.store(fiber_state::runnable, std::memory_order_relaxed);
-  m->curg = nullptr;
+  leave_for_g0(m);
   switch_to(m->ts, self->ctx, m->g0,
             {[](void* f) {
                if (S().ph.load(std::memory_order_relaxed) != phase::running) return;
@@ -686,7 +791,7 @@ void fiber_entry(bctx::transfer_t t) noexcept {
       }
       std::fprintf(stderr,
                    "weft: fiber %llu (started at %s:%u) terminated by exception: %s\n",
-                   static_cast<unsigned long long>(self->id), self->file, self->line, what);
+                   static_cast<unsigned long long>(self->get_id()), self->get_file(), self->get_line(), what);
       std::fflush(stderr);
       std::terminate();
     }

@@ -15,6 +15,7 @@
 #include "runtime/machine.hpp"
 #include "runtime/processor.hpp"
 #include "runtime/stack_pool.hpp"
+#include "runtime/sysmon.hpp"
 
 namespace weft::detail {
 
@@ -39,9 +40,13 @@ struct ready_batch {
 
 struct scheduler {
   options opts;
-  unsigned nprocs = 0;
-  processor* ps = nullptr;  // [nprocs], fixed for the run
-  std::vector<unsigned> coprimes;  // strides for the random steal order
+  unsigned nprocs = 0;      // options::workers
+  unsigned np_total = 0;    // nprocs + spares (sysmon lends spares to cover hogs)
+  processor* ps = nullptr;  // [np_total], fixed for the run; spares at the end
+  std::vector<unsigned> coprimes;  // strides for the random steal order over np_total
+  // Processors not dormant: nprocs plus lent spares. Changed under mu,
+  // read lock-free as a hint.
+  std::atomic<int> nactive{0};
 
   // mu guards: pidle, midle/nmidle, machines, every p->idle_link, and the
   // idle <-> running transitions of processors. Lock order:
@@ -69,6 +74,8 @@ struct scheduler {
   // Shutdown: the last machine to go idle in phase::stopping stores 1 and
   // wakes run()'s thread.
   std::atomic<std::uint32_t> all_idle{0};
+
+  sysmon_state sysmon;
 
   // Counters of events outside any processor (foreign threads, the poller).
   std::atomic<std::uint64_t> shared_started{0};
@@ -116,6 +123,19 @@ void set_ready_batch(ready_batch* b) noexcept;
 void start_first_machine(processor* p);
 void wake_all_for_exit();
 void join_machines();
+
+// Used by sysmon (sysmon.cpp).
+// handoff_p: give a processor taken from a stuck machine to another machine,
+// or put it on the idle list if there is nothing for it to do.
+void handoff_p(processor* p) noexcept;
+// lend_spare: activate a spare processor and start a machine on it, so work
+// queued behind a hog runs. Returns false when every spare is lent.
+bool lend_spare() noexcept;
+// wake_idle: start an idle processor if any (after moving work to the
+// global queue).
+void wake_idle() noexcept;
+// retire_idle_spares: take lent spares that sit idle back out of service.
+void retire_idle_spares() noexcept;
 
 // blocking(): enter returns false when the caller is not a fiber holding a
 // processor (then blocking() just calls f).
