@@ -59,11 +59,13 @@ struct fiber {
   bool is_main = false;
   bool unwinding = false;    // set before resuming it at shutdown; read by park()
   bool heap_closure = false;
+  bool queued_final = false;   // on the shutdown readied list; guarded by scheduler::final_mu
   std::uint16_t rethrows = 0;  // shutdown unwinds thrown at a fiber that swallowed one
   // Diagnostics, written by the fiber itself when it parks (relaxed: read
   // only by dumps, which tolerate a stale value).
   std::atomic<wait_reason> reason{wait_reason::none};
   std::atomic<const void*> wait_obj{nullptr};
+  std::atomic<std::int64_t> wait_note{0};   // see wait_reason
   std::atomic<std::int64_t> wait_since{0};  // coarse monotonic ns
 
   std::uint64_t get_id() const noexcept { return id.load(std::memory_order_relaxed); }

@@ -61,6 +61,7 @@ struct processor {
   std::uint64_t next_id = 0, id_limit = 0;  // fiber id batch
   std::uint32_t tick = 0;                   // scheduling decisions, for the 61-tick global check
   std::uint32_t next_streak = 0;            // consecutive picks from runq.next
+  bool check_timers = false;                // fire due timers at the next safe point
 
   // Read by sysmon without a lock (relaxed): it only compares snapshots.
   std::atomic<std::uint64_t> schedtick{0};    // bumped at every switch (also the stat)

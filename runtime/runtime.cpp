@@ -10,8 +10,8 @@
 //   3. run() stops accepting go() from foreign threads, waits for those in
 //      flight, stops the poller and sysmon, and joins the workers.
 //   4. Phase `final`: run()'s thread unwinds every fiber still alive (it
-//      resumes each one; park() throws fiber_unwind into it), drops fibers
-//      that never started, and frees everything.
+//      resumes each one; park() throws fiber_unwind into it), newest first
+//      (U2), drops fibers that never started, and frees everything.
 //
 // Invariants
 //   L1  g_sched is non-null exactly while a runtime exists; foreign threads
@@ -25,11 +25,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/sysmon.hpp"
@@ -137,24 +139,41 @@ struct unwinder {
   machine fm;  // run()'s thread, acting as the only machine
   std::uint64_t unwound = 0;
 
-  // Returns true if it made progress with f.
-  bool finish(fiber* f) {
-    if (f->ctx.fctx == nullptr && f->stack == nullptr) {
-      // Never started: destroy the closure without running it.
-      if (f->ops != nullptr) f->ops->drop(f->closure);
-      free_closure(f);
-      s.fibers.release(fm.p->records, f);
-      ++unwound;
-      return true;
-    }
-    fiber_state st = f->state.load(std::memory_order_acquire);
-    if (st != fiber_state::parked && st != fiber_state::runnable) return false;
-    if (!f->state.compare_exchange_strong(st, fiber_state::running)) return false;
+  // resume: run f (parked or runnable) until it parks again or ends. A
+  // fiber resumed for the first time here has park() throw fiber_unwind.
+  bool resume(fiber* f, fiber_state expected) {
+    if (!f->state.compare_exchange_strong(expected, fiber_state::running)) return false;
     if (!f->unwinding) ++unwound;
     f->unwinding = true;
     fm.curg = f;
     switch_to(fm.ts, fm.g0, f->ctx, {});
     return true;
+  }
+
+  // visit: one pass over a record. U1: a fiber on the readied list is left
+  // to that list (resuming it here too would resume it twice). Returns true
+  // if it made progress.
+  bool visit(fiber* f, bool& live) {
+    const fiber_state st = f->state.load(std::memory_order_acquire);
+    if (st == fiber_state::free || st == fiber_state::dead) return false;
+    live = true;
+    {
+      std::lock_guard<std::mutex> lk(s.final_mu);
+      if (f->queued_final) return false;  // U1
+    }
+    if (f->ctx.fctx == nullptr && f->stack == nullptr) {
+      // Never started: destroy the closure without running it.
+      if (f->ops != nullptr) f->ops->drop(f->closure);
+      free_closure(f);
+      f->state.store(fiber_state::dead, std::memory_order_relaxed);
+      s.fibers.release(fm.p->records, f);
+      ++unwound;
+      return true;
+    }
+    // Parked or queued before shutdown and not unwound yet. (An unwinding
+    // fiber parked in a destructor waits for a ready, U1.)
+    if (f->unwinding) return false;
+    return resume(f, st);
   }
 
   fiber* pop_readied() {
@@ -164,6 +183,7 @@ struct unwinder {
       s.final_first = f->link;
       if (s.final_first == nullptr) s.final_last = nullptr;
       f->link = nullptr;
+      f->queued_final = false;
     }
     return f;
   }
@@ -178,20 +198,27 @@ struct unwinder {
     s.ps[0].m = &fm;
     for (unsigned i = 0; i < s.np_total; ++i) s.ps[i].runq.reset();
     s.gq.clear();
+    // U2: newest first, and whatever that readies before the next one. A
+    // fiber's stack often holds objects (mutexes, channels, wait groups)
+    // that the fibers it started use; unwinding those first keeps the
+    // objects alive for as long as anyone can still touch them.
     for (;;) {
-      bool live = false;
-      bool progress = false;
+      std::vector<fiber*> order;
       s.fibers.for_each_record([&](fiber* f) {
         const fiber_state st = f->state.load(std::memory_order_acquire);
-        if (st == fiber_state::free || st == fiber_state::dead) return;
-        live = true;
-        if (f->unwinding && f->ctx.fctx != nullptr && st == fiber_state::parked) return;
-        if (finish(f)) progress = true;
+        if (st != fiber_state::free && st != fiber_state::dead) order.push_back(f);
       });
-      while (fiber* f = pop_readied()) {
-        if (finish(f)) progress = true;
+      if (order.empty()) break;
+      std::sort(order.begin(), order.end(),
+                [](const fiber* a, const fiber* b) { return a->get_id() > b->get_id(); });
+      bool progress = false;
+      for (fiber* f : order) {
+        bool live = false;
+        if (visit(f, live)) progress = true;
+        while (fiber* r = pop_readied()) {
+          if (resume(r, fiber_state::runnable)) progress = true;
+        }
       }
-      if (!live) break;
       if (!progress) report_stuck();
     }
     for (unsigned i = 0; i < s.np_total; ++i) {
@@ -268,8 +295,19 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   s->ps[0].started.inc();
   s->ps[0].runq.push(mainf);
 
+  s->run_caller_tid = static_cast<long>(::gettid());
+  s->started_ns = now_ns();
+  if (const char* v = std::getenv("WEFT_SCHEDTRACE")) {
+    const long ms = std::strtol(v, nullptr, 10);
+    if (ms > 0) s->schedtrace_ns = ms * 1000000;
+  }
+  sigquit_install();
   s->poll.start();
   sysmon_start(*s);
+  // The runtime's service threads exist now, and no user code has run yet:
+  // any other thread already running is not a party to deadlocks unless it
+  // calls in (deadlock.cpp). Workers are recognised by their machines.
+  parties_begin(*s);
   g_accepting.store(true, std::memory_order_seq_cst);
   start_first_machine(&s->ps[0]);
 
@@ -297,13 +335,17 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   rep.threads_alive = s->live_threads.load();
   g_last_teardown = rep;
 
+  sigquit_remove();
   std::exception_ptr exc = s->main_exception;
   const int result = s->main_result;
+  const bool deadlocked = s->deadlocked;
+  std::string deadlock_message = std::move(s->deadlock_message);
   s->stacks.destroy();
   s->fibers.destroy();
   g_sched = nullptr;
   delete[] s->ps;
   delete s;
+  if (deadlocked) throw deadlock_error(deadlock_message);
   if (exc) std::rethrow_exception(exc);
   return result;
 }
@@ -325,6 +367,7 @@ fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
                                    ? "weft::go: the runtime is shutting down"
                                    : "weft::go: no runtime is running (call it inside weft::run)");
       }
+      note_foreign_call();
     }
     try {
       f = g_sched->fibers.acquire_shared();
@@ -378,6 +421,13 @@ void discard_fiber(fiber* f) noexcept {
 
 teardown_report last_teardown() noexcept { return g_last_teardown; }
 
+runtime_pin::runtime_pin() noexcept {
+  g_foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
+  ok_ = g_sched != nullptr && g_accepting.load(std::memory_order_seq_cst);
+}
+
+runtime_pin::~runtime_pin() { g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst); }
+
 long worker_tid() noexcept {
   machine* m = current_m();
   return m != nullptr ? m->tid : 0;
@@ -398,13 +448,9 @@ bool in_fiber() noexcept { return detail::current_fiber() != nullptr; }
 
 runtime_stats stats() noexcept {
   runtime_stats r{};
-  // Hold a foreign_inflight slot so the runtime cannot be torn down under us (L1).
-  detail::g_foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
-  struct release_slot {
-    ~release_slot() { detail::g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst); }
-  } slot;
+  detail::runtime_pin pin;  // the runtime cannot be torn down under us (L1)
+  if (!pin) return r;
   detail::scheduler* s = detail::g_sched;
-  if (s == nullptr || !detail::g_accepting.load(std::memory_order_seq_cst)) return r;
   std::uint64_t started = s->shared_started.load(std::memory_order_relaxed);
   std::uint64_t finished = 0, parks = 0, runnable = s->gq.size_hint();
   for (unsigned i = 0; i < s->np_total; ++i) {

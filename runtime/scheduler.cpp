@@ -57,6 +57,7 @@
 #include <thread>
 
 #include "runtime/asym_fence.hpp"
+#include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 
 namespace weft::detail {
@@ -236,8 +237,13 @@ fiber* global_get(processor* p, std::size_t max) noexcept {
 
 fiber* pick_local(processor* p) noexcept {
   ++p->tick;
-  if (p->tick % 61 == 0 && S().gq.size_hint() != 0) {
-    if (fiber* f = global_get(p, 1)) return f;
+  if (p->tick % 61 == 0) {
+    // Fairness: the global queue, which local respawning could otherwise
+    // starve, and (at the next safe point) timers that are due.
+    p->check_timers = true;
+    if (S().gq.size_hint() != 0) {
+      if (fiber* f = global_get(p, 1)) return f;
+    }
   }
   if (p->next_streak < max_next_streak) {
     if (fiber* f = p->runq.take_next()) {
@@ -248,6 +254,17 @@ fiber* pick_local(processor* p) noexcept {
   p->next_streak = 0;
   if (fiber* f = p->runq.pop()) return f;
   return p->runq.take_next();
+}
+
+// fire_timers: every 61st scheduling decision a worker fires the timers
+// that are due itself (poller.hpp), so they stay punctual when the poller
+// thread gets no CPU. Only at points where the caller holds no runtime lock:
+// a timer callback takes the timers lock and channel locks, and a parking
+// fiber still holds the lock its park releases.
+inline void fire_timers(processor* p) noexcept {
+  if (!p->check_timers) return;
+  p->check_timers = false;
+  if (S().poll.earliest() != INT64_MAX) S().poll.fire_due(now_ns());
 }
 
 // steal_work: four passes over the other processors in a random order,
@@ -331,6 +348,7 @@ fiber* find_runnable(machine* m) noexcept {
       }
       continue;
     }
+    fire_timers(p);
     if (fiber* f = pick_local(p)) return f;
     if (fiber* f = global_get(p, 0)) return f;
     // Steal, unless enough machines are already spinning.
@@ -519,7 +537,11 @@ void ready(fiber* f) noexcept {
   f->state.store(fiber_state::runnable, std::memory_order_relaxed);
   scheduler& s = S();
   if (s.ph.load(std::memory_order_relaxed) == phase::final) {
+    // Shutdown unwinding (runtime.cpp): run()'s thread resumes it from this
+    // list. queued_final keeps it from being listed (and resumed) twice.
     std::lock_guard<std::mutex> lk(s.final_mu);
+    if (f->queued_final) return;
+    f->queued_final = true;
     f->link = nullptr;
     if (s.final_last != nullptr) {
       s.final_last->link = f;
@@ -536,6 +558,7 @@ void ready(fiber* f) noexcept {
     return;
   }
   s.shared_readies.fetch_add(1, std::memory_order_relaxed);
+  if (m == nullptr && tls_batch == nullptr) note_foreign_call();  // a plain thread woke a fiber
   if (ready_batch* b = tls_batch) {
     if (b->n == ready_batch::capacity) {
       inject(b->fibers, b->n);
@@ -557,7 +580,7 @@ void inject(fiber* const* fs, std::size_t n) noexcept {
   for (; n != 0 && S().npidle.load(std::memory_order_relaxed) != 0; --n) startm(nullptr, false);
 }
 
-void park_current(switch_action release, wait_reason why, const void* obj) {
+void park_current(switch_action release, wait_reason why, const void* obj, std::int64_t note) {
   machine* m = current_m();
   fiber* self = m->curg;
   if (self->unwinding && std::uncaught_exceptions() == 0) {
@@ -566,6 +589,7 @@ void park_current(switch_action release, wait_reason why, const void* obj) {
   }
   self->reason.store(why, std::memory_order_relaxed);
   self->wait_obj.store(obj, std::memory_order_relaxed);
+  self->wait_note.store(note, std::memory_order_relaxed);
   self->wait_since.store(coarse_now_ns(), std::memory_order_relaxed);
   self->state.store(fiber_state::parked, std::memory_order_relaxed);
   check_stack(self, __builtin_frame_address(0));
@@ -579,6 +603,10 @@ void park_current(switch_action release, wait_reason why, const void* obj) {
   }
   // Resumed, perhaps on another machine: re-read nothing cached above.
   self->reason.store(wait_reason::none, std::memory_order_relaxed);
+  {
+    machine* now_m = current_m();
+    if (now_m->p != nullptr && !now_m->in_blocking) fire_timers(now_m->p);  // no lock held now
+  }
   if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
 }
 
@@ -599,6 +627,7 @@ void yield_current() {
     return;
   }
   processor* p = m->p;
+  fire_timers(p);
   fiber* next = pick_local(p);
   if (next == nullptr) next = global_get(p, 1);
   if (next == nullptr) return;  // nothing else to run here
@@ -614,6 +643,7 @@ void exit_current() noexcept {
   fiber* self = m->curg;
   self->state.store(fiber_state::dead, std::memory_order_relaxed);
   check_stack(self, __builtin_frame_address(0));
+  if (m->p != nullptr && !m->in_blocking) fire_timers(m->p);
   const switch_action recycle{&recycle_action, self};
   if (fiber* next = next_after_leave(m)) {
     prepare_run(m, m->p, next);
@@ -728,6 +758,7 @@ bool enter_blocking() noexcept {
   if (m == nullptr || m->curg == nullptr || m->in_blocking || m->p == nullptr) return false;
   processor* p = m->p;
   m->in_blocking = true;
+  m->curg->reason.store(wait_reason::blocking_call, std::memory_order_relaxed);  // for dumps
   p->syscalltick.store(p->syscalltick.load(std::memory_order_relaxed) + 1,
                        std::memory_order_relaxed);
   // release: sysmon's CAS (acquire) sees this processor's state as of now.
@@ -740,6 +771,7 @@ void exit_blocking() noexcept {
   machine* m = current_m();
   processor* p = m->p;
   m->in_blocking = false;
+  m->curg->reason.store(wait_reason::none, std::memory_order_relaxed);
   p_status expected = p_status::syscall;
   if (p->status.compare_exchange_strong(expected, p_status::running, std::memory_order_acq_rel)) {
     return;  // fast path: nobody took the processor

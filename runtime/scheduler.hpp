@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "netpoll/poller.hpp"
@@ -87,6 +88,24 @@ struct scheduler {
   int main_result = 0;
   std::exception_ptr main_exception;
 
+  // Diagnostics (deadlock.cpp, debug.cpp).
+  // Descriptors registered with the netpoller (netpoll keeps it; a nonzero
+  // count means some fiber may be woken by I/O: never a deadlock).
+  std::atomic<std::int64_t> netpoll_registered{0};
+  long run_caller_tid = 0;          // the thread in run(); never a party
+  std::vector<long> baseline_tids;  // threads alive when the runtime started (sorted)
+  std::mutex party_mu;
+  std::vector<long> party_tids;     // threads that called into weft; guarded by party_mu
+  std::uint64_t run_epoch = 0;      // distinguishes runs for the per-thread party flag
+  // Deadlock confirmation state, sysmon only.
+  std::uint64_t dl_signature = 0;
+  std::int64_t dl_since = 0;
+  // Set by sysmon before it wakes run() (release on all_idle); read by run().
+  bool deadlocked = false;
+  std::string deadlock_message;
+  std::int64_t started_ns = 0;      // when run() started, for schedtrace
+  std::int64_t schedtrace_ns = 0;   // WEFT_SCHEDTRACE interval, 0 = off
+
   // phase::final only: fibers readied while unwinding, resumed by run()'s
   // thread. Guarded by final_mu (a foreign thread may ready one).
   std::mutex final_mu;
@@ -110,7 +129,7 @@ void ready_spawned(fiber* f) noexcept;
 
 // park_current: park the running fiber; `release` runs once its context is
 // saved. Throws fiber_unwind at shutdown.
-void park_current(switch_action release, wait_reason why, const void* obj);
+void park_current(switch_action release, wait_reason why, const void* obj, std::int64_t note = 0);
 void yield_current();
 [[noreturn]] void exit_current() noexcept;
 

@@ -221,7 +221,7 @@ bool condition_variable::wait_impl(std::unique_lock<mutex>& lk, std::int64_t dea
             l->timers->unlock();
             l->cv->unlock();
           },
-          &locks, detail::wait_reason::cond, this);
+          &locks, detail::wait_reason::cond, this, deadline);
       if (n.outcome.load(std::memory_order_acquire) == 1) {
         auto& tl = g_sched->poll.timers_lock();
         tl.lock();

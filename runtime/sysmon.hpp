@@ -34,6 +34,7 @@ struct sysmon_state {
   // blocking_handoff, not a tick later.
   std::atomic<bool> deep{false};
   std::atomic<bool> stop{false};
+  std::atomic<long> tid{0};  // the thread's OS id (set by it at start), for deadlock.cpp
   // The blocking call that last poked the monitor: processor index + 1 (0 =
   // none), its syscalltick, and when it started (ns, no later than this).
   // Written by the poker, poke_p last (release); the monitor takes poke_p
