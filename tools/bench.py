@@ -308,6 +308,8 @@ def main():
     log("bench: %d rep(s) per implementation%s" % (args.reps, ", quick" if args.quick else ""))
     rows = measure(args, available)
     c10k = None if args.only and "c10k" not in args.only else run_c10k(args)
+    if c10k is None and "c10k" in args.only:
+        notes.append("c10k: tools/c10k.py not present")
 
     header = ("weft benchmarks, %s; %d CPUs: %s; Linux %s; weft %s, Go %s, Boost %s" %
               (info["date"], info["nproc"], info["cpu"], info["kernel"], info["weft_commit"],

@@ -69,19 +69,23 @@ void run_fibers(unsigned workers, const std::function<void()>& main_fn) {
     main_fn();
     return;
   }
+  // BOOST_FIBER_BENCH_SUSPEND=1: idle threads sleep on a condition variable
+  // instead of spinning (work_stealing's second argument; default false).
+  const char* e = std::getenv("BOOST_FIBER_BENCH_SUSPEND");
+  const bool suspend = e != nullptr && std::strcmp(e, "1") == 0;
   bf::mutex mu;
   bf::condition_variable_any cv;
   bool finished = false;
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < workers; ++i) {
     threads.emplace_back([&] {
-      bf::use_scheduling_algorithm<bf::algo::work_stealing>(workers);
+      bf::use_scheduling_algorithm<bf::algo::work_stealing>(workers, suspend);
       std::unique_lock<bf::mutex> lk(mu);
       cv.wait(lk, [&] { return finished; });
     });
   }
   // Returns once all `workers` schedulers exist (work_stealing's barrier).
-  bf::use_scheduling_algorithm<bf::algo::work_stealing>(workers);
+  bf::use_scheduling_algorithm<bf::algo::work_stealing>(workers, suspend);
   main_fn();
   {
     std::lock_guard<bf::mutex> lk(mu);
