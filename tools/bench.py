@@ -193,7 +193,7 @@ def measure(args, available):
                "runs": {k: [] for k, _, _ in IMPLS}, "errors": {}}
         for rep in range(args.reps):
             for key, title, binary in IMPLS:
-                offered = available.get(key)
+                offered = available.get(key)  # None: binary missing
                 if offered is None or name not in offered or key in row["errors"]:
                     continue
                 res, err = run_one(binary, name, workers, n, args.timeout)
@@ -216,7 +216,7 @@ def measure(args, available):
     return rows
 
 
-def cell(row, key, available):
+def cell(row, key):
     v = row["median"].get(key)
     if v is not None:
         return fmt_value(v)
@@ -225,15 +225,14 @@ def cell(row, key, available):
     return "n/a"
 
 
-def table(rows, available, markdown):
+def table(rows, markdown):
     head = ["workload", "workers", "n", "unit", "weft", "Go", "Boost.Fiber", "weft/Go",
             "weft/Boost"]
     body = []
     for r in rows:
         m = r["median"]
         body.append([r["workload"], str(r["workers"]), "{:,}".format(r["n"]), r["unit"] or "?",
-                     cell(r, "weft", available), cell(r, "go", available),
-                     cell(r, "boost_fiber", available),
+                     cell(r, "weft"), cell(r, "go"), cell(r, "boost_fiber"),
                      fmt_ratio(m.get("weft"), m.get("go")),
                      fmt_ratio(m.get("weft"), m.get("boost_fiber"))])
     if markdown:
@@ -323,7 +322,7 @@ def main():
     print(direction)
     print()
     if rows:
-        print(table(rows, available, md))
+        print(table(rows, md))
     errors = [(r["workload"], r["workers"], k, e) for r in rows if "derived_from" not in r
               for k, e in r["errors"].items()]
     for wl, w, k, e in errors:
