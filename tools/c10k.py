@@ -10,8 +10,10 @@ free loopback port, drives it with build/release/perf/weft-load (C connections,
 examples/http_hello, nginx and Go net/http, interleaved. --plot sweeps the
 connection count for weft and Go and writes perf/c10k.png (gnuplot).
 
-Python 3 standard library only. Every child is killed on exit, on Ctrl-C and,
-through PR_SET_PDEATHSIG, even if this script is killed.
+Python 3 standard library only. Every child is stopped on exit, on Ctrl-C
+and on SIGTERM. If this script is killed outright, its children die with it
+where the kernel honours PR_SET_PDEATHSIG, and the next run kills any that are
+left (their pids are kept in build/c10k/children.json).
 """
 import argparse
 import ctypes
@@ -76,12 +78,53 @@ def _pdeathsig():
         pass
 
 
+CHILDREN_FILE = os.path.join(WORK, "children.json")
+
+
+def _record_children():
+    """Keep the live children's pids on disk so a later run can reap them if we are killed."""
+    try:
+        with open(CHILDREN_FILE, "w") as f:
+            json.dump([[p.pid, p.own_group, p.args[0]] for p in _children], f)
+    except OSError:
+        pass
+
+
+def reap_leftovers():
+    """Kill children of an earlier run that was killed outright (still running our binaries)."""
+    try:
+        with open(CHILDREN_FILE) as f:
+            entries = json.load(f)
+    except (OSError, ValueError):
+        return
+    for pid, group, exe in entries:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if argv0 == exe:
+            note(f"killing {os.path.basename(exe)} (pid {pid}) left over from an earlier run")
+            try:
+                os.killpg(pid, signal.SIGKILL) if group else os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    _record_children()
+
+
 def spawn(argv, group, **kw):
     """Start a child; `group` puts it in a new process group (servers: nginx forks workers)."""
     p = subprocess.Popen(argv, preexec_fn=_pdeathsig, start_new_session=group, **kw)
     p.own_group = group
     _children.append(p)
+    _record_children()
     return p
+
+
+def forget(p):
+    if p in _children:
+        _children.remove(p)
+        _record_children()
 
 
 def _signal_child(p, sig):
@@ -103,13 +146,11 @@ def stop(p, timeout=10.0):
         except subprocess.TimeoutExpired:
             _signal_child(p, signal.SIGKILL)
             p.wait()
-            if p in _children:
-                _children.remove(p)
+            forget(p)
             return None
     if p.own_group:
         _signal_child(p, signal.SIGKILL)  # stragglers in its group (nginx workers)
-    if p in _children:
-        _children.remove(p)
+    forget(p)
     return p.returncode
 
 
@@ -312,7 +353,7 @@ def run_load(server, conns, args):
             "--progress", "tty" if TTY else "plain"]
     p = spawn(argv, False, stdout=subprocess.PIPE, text=True)
     out, _ = p.communicate()
-    _children.remove(p)
+    forget(p)
     for line in reversed(out.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -386,13 +427,14 @@ def print_echo_table(res, args):
           f"measured after {args.warmup:g} s warm-up, {args.threads} load thread(s)"
           + (f", median of {args.rounds} rounds" if args.rounds > 1 else ""))
     hdr = ["server", "conns", "msgs/s", "p50 ms", "p99 ms", "p999 ms", "errors",
-           "CPU us/msg", "peak RSS MB", "clean exit"]
+           "CPU us/msg", "cores", "peak RSS MB", "clean exit"]
     rows = []
     for n, r in res.items():
         rows.append([n, fmt_num(r["opened"]), fmt_num(r["msgs_per_s"]),
                      fmt_num(r["p50_us"] / 1e3, 1), fmt_num(r["p99_us"] / 1e3, 1),
                      fmt_num(r["p999_us"] / 1e3, 1), str(r["errors"] + r["failed_conns"]),
                      fmt_num(r.get("server_cpu_us_per_msg"), 2),
+                     fmt_num(r.get("server_cores"), 2),
                      fmt_num(r.get("server_peak_rss_kb", 0) / 1024, 1),
                      "yes" if r.get("clean_exit") else "NO"])
     print_table(hdr, rows)
@@ -480,7 +522,7 @@ def wrk_run(name, args, tag):
                 except subprocess.TimeoutExpired:
                     pass
             out = p.stdout.read()
-            _children.remove(p)
+            forget(p)
     except RuntimeError as e:
         note(str(e))
         return None
@@ -531,11 +573,11 @@ def print_http_table(res, args):
 # ---------------------------------------------------------------- plot
 
 def sweep(args, names):
-    """weft and Go (or the chosen servers) at each connection count, interleaved."""
+    """The --plot servers at each connection count, interleaved."""
     out = {n: {} for n in names}
     for c in PLOT_CONNS:
         for n in names:
-            r = echo_run(n, c, args, f"sweep-{c}")
+            r = echo_run(n, c, args.sweep, f"sweep-{c}")
             if r is not None:
                 out[n][c] = r
     clear_status()
@@ -557,26 +599,32 @@ def write_plot(data, names):
     if shutil.which("gnuplot") is None:
         note(f"gnuplot is not installed: wrote {dat} only")
         return
+    style = {"weft": "lc rgb '#d62728' lw 2 pt 7", "go": "lc rgb '#00add8' lw 2 pt 5",
+             "epoll": "lc rgb '#7f7f7f' lw 1.5 dt 2 pt 6", "threads": "lc rgb '#ff7f0e' lw 1.5 pt 9"}
     plots = lambda col: ", ".join(  # noqa: E731
-        f"'{dat}' using 1:{2 + 2 * i + col} with linespoints lw 2 pt 7 title '{n}'"
+        f"'{dat}' using 1:{2 + 2 * i + col} with linespoints {style.get(n, 'lw 2')} title '{n}'"
         for i, n in enumerate(names))
     script = f"""
 set terminal pngcairo size 1100,440 font 'sans,10'
 set output '{png}'
 set datafile missing '?'
-set key autotitle columnhead top left
+set key autotitle columnhead
 set logscale x
 set xtics ('1k' 1000, '2k' 2000, '5k' 5000, '10k' 10000)
 set xrange [800:12500]
 set grid
 set multiplot layout 1,2 title 'C10K echo (64-byte ping-pong, loopback, 2 cores shared with the load generator)'
 set title 'throughput'
+set key top right
 set xlabel 'connections'
 set ylabel 'messages/s'
 set yrange [0:*]
+set format y '%.0s%c'
 plot {plots(0)}
 set title 'p99 round trip'
+set key top left
 set ylabel 'ms'
+set format y '%g'
 plot {plots(1)}
 unset multiplot
 """
@@ -594,7 +642,8 @@ def parse_args():
     ap.add_argument("--short", action="store_true",
                     help="a quick run (2,000 connections, 3 s) as tools/weft bench uses")
     ap.add_argument("--plot", action="store_true",
-                    help="also sweep 1k/2k/5k/10k connections for weft and Go; write perf/c10k.png")
+                    help="also sweep 1k/2k/5k/10k connections for weft, Go and epoll (5 s each); "
+                    "write perf/c10k.png and perf/c10k.dat")
     ap.add_argument("--conns", type=int, help="echo connections (default 10,000; --short 2,000)")
     ap.add_argument("--duration", type=float, help="measured seconds per echo run (default 10; --short 3)")
     ap.add_argument("--warmup", type=float, help="warm-up seconds per echo run (default 2; --short 1)")
@@ -605,7 +654,8 @@ def parse_args():
                     help="interleaved rounds; tables show the median run (default 1)")
     ap.add_argument("--servers", default=",".join(ECHO_SERVERS),
                     help="echo servers, comma-separated (default weft,go,epoll,threads)")
-    ap.add_argument("--plot-servers", default="weft,go", help="servers in the --plot sweep")
+    ap.add_argument("--plot-servers", default="weft,go,epoll",
+                    help="servers in the --plot sweep (default weft,go,epoll: epoll is the floor)")
     ap.add_argument("--no-echo", action="store_true", help="skip the echo comparison")
     ap.add_argument("--no-http", action="store_true", help="skip the wrk comparison")
     ap.add_argument("--http-conns", type=int, default=1000, help="wrk connections (default 1,000)")
@@ -620,6 +670,9 @@ def parse_args():
     a.duration = a.duration or (3.0 if a.short else 10.0)
     a.warmup = a.warmup if a.warmup is not None else (1.0 if a.short else 2.0)
     a.http_duration = a.http_duration or (3 if a.short else 10)
+    # The --plot sweep runs 8 servers: shorter windows keep it near a minute.
+    a.sweep = argparse.Namespace(**vars(a))
+    a.sweep.duration, a.sweep.warmup = min(a.duration, 5.0), min(a.warmup, 1.0)
     return a
 
 
@@ -633,6 +686,7 @@ def preflight(args):
         note(f"the local port range {ports[0]}-{ports[1]} is too small for {args.conns} "
              "connections to one port; widen net.ipv4.ip_local_port_range")
     os.makedirs(WORK, exist_ok=True)
+    reap_leftovers()
     build_go()
 
 
@@ -641,9 +695,10 @@ def main():
     args = parse_args()
     if args.examples:
         EXAMPLES = os.path.abspath(args.examples)
+    signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
-    results = {"args": vars(args)}
+    results = {"args": {k: v for k, v in vars(args).items() if k != "sweep"}}
     try:
         preflight(args)
         if not args.no_echo:
