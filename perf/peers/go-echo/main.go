@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 func serve(c net.Conn) {
@@ -57,11 +58,10 @@ func main() {
 			if stopping.Load() {
 				os.Exit(0)
 			}
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue // e.g. EMFILE: net retries after a pause
-			}
+			// e.g. EMFILE: back off and retry, as net/http does.
 			fmt.Fprintln(os.Stderr, "go-echo:", err)
-			os.Exit(1)
+			time.Sleep(5 * time.Millisecond)
+			continue
 		}
 		go serve(c)
 	}
