@@ -29,6 +29,18 @@
 //   Rejected: tracking thread creation by interposing pthread_create (fragile
 //   with sanitizers and static linking; /proc answers the same question).
 //
+//   Partial deadlocks (a warning, the program goes on): Go misses every
+//   deadlock while any socket is open. weft reports, even then, the fibers
+//   it can *prove* stuck: fibers waiting for weft::mutexes in a cycle (A
+//   waits for a lock B holds while B waits for one A holds), and fibers
+//   waiting for a lock whose holder has finished. Every weft::mutex knows its
+//   holder, and a lock is released only by its holder, which is itself
+//   parked on a lock: nothing else can ever release them. Each fiber in the
+//   chain must have waited at least a second (so no race with a hand-over in
+//   flight). Channels, condition variables and wait groups are not judged:
+//   C++ cannot tell which parties still hold a channel handle or will call
+//   notify or done, so any verdict there could be a false alarm.
+//
 // Invariants
 //   D1  dl_signature/dl_since are sysmon's alone.
 //   D2  s.deadlocked and s.deadlock_message are written once, by sysmon,
@@ -39,8 +51,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "weft/sync.hpp"
 
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
@@ -162,5 +180,77 @@ deadlock_verdict deadlock_tick(scheduler& s, std::int64_t now) {
   s.deadlocked = true;
   return deadlock_verdict::deadlocked;
 }
+
+}  // namespace weft::detail
+
+namespace weft::detail {
+namespace {
+
+struct waiting_fiber {
+  const fiber* f;
+  std::uint64_t owner;  // the holder of the mutex it waits for (0: unknown)
+};
+
+std::vector<std::uint64_t> g_reported;  // fiber ids already reported; sysmon only
+
+}  // namespace
+
+void partial_deadlock_tick(scheduler& s, std::int64_t) {
+  if (g_mutex_waiters.load(std::memory_order_relaxed) == 0) return;
+  const std::int64_t now_coarse = coarse_now_ns();
+  constexpr std::int64_t min_wait = 1000000000;
+  std::unordered_map<std::uint64_t, waiting_fiber> waiting;
+  std::unordered_map<std::uint64_t, const fiber*> alive;
+  s.fibers.for_each_record([&](fiber* f) {
+    const fiber_state st = f->state.load(std::memory_order_acquire);
+    if (st == fiber_state::free || st == fiber_state::dead) return;
+    alive.emplace(f->get_id(), f);
+    if (st != fiber_state::parked || f->reason.load(std::memory_order_relaxed) != wait_reason::mutex) return;
+    if (now_coarse - f->wait_since.load(std::memory_order_relaxed) < min_wait) return;
+    waiting.emplace(f->get_id(), waiting_fiber{f, mutex_owner(f->wait_obj.load(std::memory_order_relaxed))});
+  });
+  std::vector<std::uint64_t> stuck;
+  std::string finished_note;
+  for (const auto& [id, wf] : waiting) {
+    // Follow "waits for a lock held by" from id; each fiber waits for one lock.
+    std::vector<std::uint64_t> path{id};
+    std::uint64_t cur = id;
+    for (;;) {
+      const std::uint64_t owner = waiting.at(cur).owner;
+      if (owner == 0) break;  // held by a plain thread (or just released): unknown
+      if (std::find(path.begin(), path.end(), owner) != path.end()) {
+        if (owner == id) stuck.insert(stuck.end(), path.begin(), path.end());  // a cycle through id
+        break;
+      }
+      if (waiting.count(owner) == 0) {
+        if (alive.count(owner) == 0) {  // the holder has finished: nobody can unlock it
+          stuck.insert(stuck.end(), path.begin(), path.end());
+          finished_note += "(the lock fiber " + std::to_string(cur) + " waits for is held by fiber " +
+                           std::to_string(owner) + ", which has finished)\n";
+        }
+        break;
+      }
+      path.push_back(owner);
+      cur = owner;
+    }
+  }
+  std::sort(stuck.begin(), stuck.end());
+  stuck.erase(std::unique(stuck.begin(), stuck.end()), stuck.end());
+  std::vector<std::uint64_t> fresh;
+  for (std::uint64_t id : stuck) {
+    if (std::find(g_reported.begin(), g_reported.end(), id) == g_reported.end()) fresh.push_back(id);
+  }
+  if (fresh.empty()) return;
+  g_reported.insert(g_reported.end(), fresh.begin(), fresh.end());
+  std::ostringstream out;
+  out << "weft: warning: " << stuck.size()
+      << " fibers are deadlocked on weft::mutex (the rest of the program goes on):\n";
+  const std::int64_t now = now_ns();
+  for (std::uint64_t id : stuck) out << describe_fiber(*alive.at(id), now, now_coarse) << "\n";
+  out << finished_note;
+  std::fputs(out.str().c_str(), stderr);
+}
+
+void partial_deadlock_reset() { g_reported.clear(); }
 
 }  // namespace weft::detail

@@ -128,6 +128,14 @@ void on_sigquit(int) {
 
 }  // namespace
 
+std::string describe_fiber(const fiber& f, std::int64_t now, std::int64_t now_coarse) {
+  const fiber_state st = f.state.load(std::memory_order_acquire);
+  std::string text = "fiber " + std::to_string(f.get_id()) + " [" + describe(f, st, now, now_coarse) +
+                     "]: started at " + f.get_file() + ":" + std::to_string(f.get_line());
+  if (f.is_main) text += " (main)";
+  return text;
+}
+
 std::size_t write_dump(scheduler& s, std::ostream& out, std::size_t limit) {
   const std::int64_t now = now_ns();
   const std::int64_t now_coarse = coarse_now_ns();
@@ -135,11 +143,7 @@ std::size_t write_dump(scheduler& s, std::ostream& out, std::size_t limit) {
   s.fibers.for_each_record([&](fiber* f) {
     const fiber_state st = f->state.load(std::memory_order_acquire);
     if (st == fiber_state::free || st == fiber_state::dead) return;
-    std::string text = "fiber " + std::to_string(f->get_id()) + " [" +
-                       describe(*f, st, now, now_coarse) +
-                       "]: started at " + f->get_file() + ":" + std::to_string(f->get_line());
-    if (f->is_main) text += " (main)";
-    rows.push_back(row{f->get_id(), std::move(text)});
+    rows.push_back(row{f->get_id(), describe_fiber(*f, now, now_coarse)});
   });
   std::sort(rows.begin(), rows.end(), [](const row& a, const row& b) { return a.id < b.id; });
   out << "weft: " << rows.size() << " fibers, " << s.nprocs << " workers, "

@@ -52,4 +52,15 @@ void note_foreign_call() noexcept;
 enum class deadlock_verdict { impossible, watching, deadlocked };
 deadlock_verdict deadlock_tick(scheduler& s, std::int64_t now);
 
+// partial_deadlock_tick: sysmon's once-a-second look for fibers stuck on
+// weft::mutex cycles (or on locks held by finished fibers), which it
+// reports once each as a warning. partial_deadlock_reset: at run start.
+void partial_deadlock_tick(scheduler& s, std::int64_t now);
+void partial_deadlock_reset();
+
+// describe_fiber: one dump line, e.g.
+// "fiber 7 [mutex 0x5610, 2.31 s]: started at main.cpp:12".
+struct fiber;
+std::string describe_fiber(const fiber& f, std::int64_t now, std::int64_t now_coarse);
+
 }  // namespace weft::detail

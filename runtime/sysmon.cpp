@@ -59,6 +59,7 @@
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
 #include "weft/detail/spinlock.hpp"
+#include "weft/sync.hpp"
 
 namespace weft::detail {
 namespace {
@@ -230,21 +231,29 @@ bool sleep_for_ns(sysmon_state& sm, std::int64_t ns) {
 
 // diagnostics: the deadlock check (when idle), the scheduler trace and the
 // SIGQUIT dump. Returns the longest it may sleep before its next duty.
-std::int64_t diagnostics(scheduler& s, bool idle, std::int64_t& next_trace) {
+std::int64_t diagnostics(scheduler& s, bool idle, std::int64_t& next_trace,
+                         std::int64_t& next_partial) {
   const std::int64_t now = now_ns();
+  std::int64_t cap = INT64_MAX;
+  if (g_mutex_waiters.load(std::memory_order_relaxed) != 0) {
+    if (now >= next_partial) {
+      partial_deadlock_tick(s, now);
+      next_partial = now + 1000 * ms;
+    }
+    cap = next_partial - now;  // keep looking while fibers wait for locks
+  }
   if (sigquit_take()) {
     std::ostringstream out;
     out << "weft: SIGQUIT\n";
     write_dump(s, out, SIZE_MAX);
     std::fputs(out.str().c_str(), stderr);
   }
-  std::int64_t cap = INT64_MAX;
   if (s.schedtrace_ns > 0) {
     if (now >= next_trace) {
       std::fputs(schedtrace_line(s, now - s.started_ns).c_str(), stderr);
       next_trace = now + s.schedtrace_ns;
     }
-    cap = next_trace - now;
+    cap = std::min(cap, next_trace - now);
   }
   if (idle && s.ph.load(std::memory_order_acquire) == phase::running) {
     switch (deadlock_tick(s, now)) {
@@ -270,6 +279,8 @@ void loop(scheduler& s) {
   sysmon_state& sm = s.sysmon;
   sm.tid.store(static_cast<long>(::gettid()), std::memory_order_relaxed);
   std::int64_t next_trace = now_ns();
+  std::int64_t next_partial = now_ns();
+  partial_deadlock_reset();
   const std::int64_t max_tick = std::max(
       min_tick,
       std::min<std::int64_t>(10 * ms, std::chrono::nanoseconds(s.opts.hog_handoff).count() / 2));
@@ -306,7 +317,7 @@ void loop(scheduler& s) {
     if (r.deadline != INT64_MAX) {
       sleep_ns = std::max<std::int64_t>(0, r.deadline - now_ns() - spin_window / 2);
     }
-    const std::int64_t cap = diagnostics(s, idle, next_trace);
+    const std::int64_t cap = diagnostics(s, idle, next_trace, next_partial);
     if (cap != INT64_MAX && (sleep_ns < 0 || sleep_ns > cap)) sleep_ns = std::max<std::int64_t>(0, cap);
     if (!sleep_for_ns(sm, sleep_ns)) continue;
     // Poked. By a blocking call: time that call now (it is handed off within
