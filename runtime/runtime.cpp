@@ -297,6 +297,12 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
 
   s->run_caller_tid = static_cast<long>(::gettid());
   s->started_ns = now_ns();
+  if (const char* v = std::getenv("WEFT_MAX_THREADS")) {
+    const long n = std::strtol(v, nullptr, 10);
+    if (n <= 0) throw std::invalid_argument(std::string("weft::run: WEFT_MAX_THREADS=\"") + v +
+                                            "\" is not a positive integer");
+    s->max_threads = static_cast<std::size_t>(n);
+  }
   if (const char* v = std::getenv("WEFT_SCHEDTRACE")) {
     const long ms = std::strtol(v, nullptr, 10);
     if (ms > 0) s->schedtrace_ns = ms * 1000000;

@@ -123,22 +123,17 @@ void notewakeup(machine* m) noexcept {
 
 void machine_main(machine* m) noexcept;
 
-// Like Go's limit: far more threads than this means fibers are piling up in
-// blocking calls, and the process is better stopped with a clear message
-// than left to exhaust the kernel.
-constexpr std::size_t max_threads = 10000;
-
 void newm(processor* p, bool spinning) {
   auto* m = new machine();
   m->nextp = p;
   m->spinning = spinning;
   {
     std::lock_guard<std::mutex> lk(S().mu);
-    if (S().machines.size() >= max_threads) {
+    if (S().machines.size() >= S().max_threads) {
       std::fprintf(stderr,
                    "weft: program exceeds the %zu-thread limit (fibers stuck in weft::blocking "
-                   "each hold a thread)\n",
-                   max_threads);
+                   "each hold a thread; WEFT_MAX_THREADS sets the limit)\n",
+                   S().max_threads);
       std::abort();
     }
     m->id = static_cast<std::uint32_t>(S().machines.size());

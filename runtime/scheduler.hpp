@@ -57,6 +57,11 @@ struct scheduler {
   machine* midle = nullptr;
   unsigned nmidle = 0;
   std::vector<machine*> machines;
+  // Worker threads allowed (Go's limit, 10,000 by default; env
+  // WEFT_MAX_THREADS). Far more means fibers are piling up in blocking
+  // calls, and the process is better stopped with a clear message than left
+  // to exhaust the kernel. Fixed for the run.
+  std::size_t max_threads = 10000;
   // npidle, nmspinning: changed under mu or by RMW (seq_cst: they are the
   // two sides of the Dekker handshake between submitters and idling
   // workers, see "Spinning" in scheduler.cpp); read lock-free by wakep().
