@@ -20,6 +20,8 @@
 //       stops spinning (nmspinning--), executes asym_heavy(), and only then
 //       re-checks every local queue and the global queue; if anything is
 //       there it takes an idle processor back and starts over.
+//   K4  Before K3, a spinning machine lingers (spins, still counted) for a
+//       few tens of microseconds while others are busy (linger()).
 //   K1 and K3 are the two halves of a Dekker handshake (asym_fence.hpp):
 //   either the submitter sees the idle processor (and wakes someone), or
 //   the idling machine sees the work. The submitter's side costs a compiler
@@ -323,6 +325,40 @@ bool any_work() noexcept {
   return false;
 }
 
+// linger: K4. A spinning machine that found nothing to steal keeps
+// spinning (still counted in nmspinning) for up to linger_ns before it
+// parks, while some other processor is busy and could hand it work.
+// Submitters seeing a spinning machine do not wake another, so a producer
+// that readies a fiber every few microseconds (ping-pong across workers, a
+// pipeline) does not pay a futex wake (several microseconds, on the
+// producer's own thread) each time, and the consumer starts without a
+// thread wake-up. Go's spinning machines give up after a few steal passes;
+// here a futex wake costs ~30x a context switch, which shifts the balance.
+// The price is at most linger_ns of one core after a burst of work ends.
+// Returns true when work may be there.
+bool linger(machine* m, processor* p) noexcept {
+  constexpr std::int64_t linger_ns = 50 * 1000;
+  if (S().nactive.load(std::memory_order_relaxed) - S().npidle.load(std::memory_order_relaxed) <= 1) {
+    return false;  // nobody else is running: nothing will show up soon
+  }
+  const std::int64_t until = now_ns() + linger_ns;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) cpu_relax();
+    if (m->exiting || S().ph.load(std::memory_order_relaxed) != phase::running) return true;
+    if (S().gq.size_hint() != 0 || !p->runq.looks_empty()) return true;
+    for (unsigned i = 0; i < S().np_total; ++i) {
+      // A ring with fibers in it; a lone `next` fiber is its owner's to run.
+      if (!S().ps[i].runq.ring_looks_empty()) return true;
+    }
+    const std::int64_t now = now_ns();
+    if (S().poll.earliest() <= now) {
+      p->check_timers = true;
+      return true;
+    }
+    if (now >= until) return false;
+  }
+}
+
 fiber* find_runnable(machine* m) noexcept {
   for (;;) {
     if (m->exiting) return nullptr;
@@ -355,6 +391,7 @@ fiber* find_runnable(machine* m) noexcept {
         S().nmspinning.fetch_add(1, std::memory_order_seq_cst);
       }
       if (fiber* f = steal_work(m, p)) return f;
+      if (linger(m, p)) continue;
     }
     // K3: give up the processor, stop spinning, fence, re-check.
     {
