@@ -63,6 +63,7 @@ void poller::wake() noexcept {
 
 void poller::add_timer_locked(timer* t) {
   heap_.push(t);
+  earliest_.store(heap_.top()->when, std::memory_order_relaxed);
   if (t->when < sleep_until_) {
     sleep_until_ = t->when;
     wake();
@@ -72,7 +73,14 @@ void poller::add_timer_locked(timer* t) {
 bool poller::cancel_timer_locked(timer* t) noexcept {
   if (t->index == timer::npos) return false;
   heap_.remove(t);
+  earliest_.store(heap_.empty() ? INT64_MAX : heap_.top()->when, std::memory_order_relaxed);
   return true;
+}
+
+void poller::fire_due(std::int64_t now) noexcept {
+  if (earliest_.load(std::memory_order_relaxed) > now || !lock_.try_lock()) return;
+  fire_due_locked(now);
+  lock_.unlock();
 }
 
 std::size_t poller::timers_pending() noexcept {
@@ -85,7 +93,10 @@ std::size_t poller::timers_pending() noexcept {
 std::int64_t poller::fire_due_locked(std::int64_t now) noexcept {
   while (!heap_.empty()) {
     timer* t = heap_.top();
-    if (t->when > now) return t->when;
+    if (t->when > now) {
+      earliest_.store(t->when, std::memory_order_relaxed);
+      return t->when;
+    }
     heap_.remove(t);
     if (t->period > 0) {
       // Re-arm from the scheduled time, skipping ticks already missed.
@@ -95,6 +106,7 @@ std::int64_t poller::fire_due_locked(std::int64_t now) noexcept {
     }
     t->fire(t);  // may free t if it was not re-armed (one-shot, runtime-owned)
   }
+  earliest_.store(INT64_MAX, std::memory_order_relaxed);
   return INT64_MAX;
 }
 
@@ -102,6 +114,7 @@ void poller::loop() noexcept {
   // Sleep exactly as long as asked: the default 50 us timer slack would
   // delay every short sleep_for by up to that much.
   ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+  tid_.store(static_cast<long>(::gettid()), std::memory_order_relaxed);
   ready_batch batch;
   set_ready_batch(&batch);
   epoll_event events[128];

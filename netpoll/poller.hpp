@@ -12,6 +12,10 @@
 //   callback has either run or never will.
 //   Adding a timer earlier than the poller's current deadline wakes it via
 //   an eventfd; wake_pending_ keeps that to one write per sleep.
+//   Workers also fire due timers themselves at scheduling points (every
+//   61st decision, with the global-queue check; fire_due), so a starved
+//   poller thread (every core busy) does not make timers late: whoever gets
+//   the lock first fires them.
 //   Rejected for now: per-processor heaps (Go 1.14+). One heap serviced by
 //   one thread is simpler and cannot strand timers on a busy processor;
 //   measure under a timeout-heavy select load before changing.
@@ -55,7 +59,17 @@ class poller {
   // wake: make the thread re-evaluate its deadline now.
   void wake() noexcept;
 
+  // fire_due: fire the timers due at `now` on the calling thread (a worker
+  // at a scheduling point), unless another thread holds the timers lock.
+  // Workers do this every few dozen scheduling decisions (Go's checkTimers)
+  // so timers stay punctual when the poller thread is starved of CPU.
+  // earliest(): the next deadline, a lock-free hint.
+  std::int64_t earliest() const noexcept { return earliest_.load(std::memory_order_relaxed); }
+  void fire_due(std::int64_t now) noexcept;
+
   int epoll_fd() const noexcept { return epfd_; }
+  // thread_tid: the poller thread's OS id (0 until it has started).
+  long thread_tid() const noexcept { return tid_.load(std::memory_order_relaxed); }
 
  private:
   void loop() noexcept;
@@ -65,10 +79,14 @@ class poller {
   int evfd_ = -1;
   std::thread thread_;
   std::atomic<bool> stop_{false};
+  std::atomic<long> tid_{0};
   std::atomic<bool> wake_pending_{false};  // see Design; exchange/store by wakers and the thread
   spinlock lock_;
   timer_heap heap_;                     // guarded by lock_ (T1)
   std::int64_t sleep_until_ = INT64_MAX;  // guarded by lock_ (T2)
+  // The heap's earliest deadline; written under lock_ whenever the top may
+  // change, read without it as a hint (relaxed).
+  std::atomic<std::int64_t> earliest_{INT64_MAX};
 };
 
 // now_ns: CLOCK_MONOTONIC in nanoseconds (the epoch of std::chrono::steady_clock).

@@ -23,12 +23,15 @@ void* map_chunk() {
 }  // namespace
 
 void fiber_pool::grow_locked() {
+  const std::size_t n = published_.load(std::memory_order_relaxed);
+  if (n == max_chunks) throw std::bad_alloc();
+  if (chunks_ == nullptr) chunks_ = new fiber*[max_chunks];
   auto* chunk = static_cast<fiber*>(map_chunk());
   for (unsigned i = 0; i < chunk_records; ++i) new (&chunk[i]) fiber();
   free_.reserve(free_.size() + chunk_records);
   for (unsigned i = chunk_records; i-- > 0;) free_.push_back(&chunk[i]);
-  chunks_.push_back(chunk);
-  published_.store(chunks_.size(), std::memory_order_release);  // pairs with for_each_record
+  chunks_[n] = chunk;
+  published_.store(n + 1, std::memory_order_release);  // pairs with for_each_record
   free_count_.fetch_add(chunk_records, std::memory_order_relaxed);
   total_.fetch_add(chunk_records, std::memory_order_relaxed);
 }
@@ -41,6 +44,7 @@ void fiber_pool::reset(fiber* f) noexcept {
   f->is_main = false;
   f->unwinding = false;
   f->heap_closure = false;
+  f->queued_final = false;
   f->rethrows = 0;
   f->ctx.fctx = nullptr;
 }
@@ -103,13 +107,14 @@ void fiber_pool::flush(fiber_cache& c) noexcept {
 
 void fiber_pool::destroy() noexcept {
   std::lock_guard<std::mutex> lk(mu_);
+  const std::size_t n = published_.load(std::memory_order_relaxed);
   published_.store(0, std::memory_order_relaxed);
-  for (fiber* chunk : chunks_) {
-    for (unsigned i = 0; i < chunk_records; ++i) chunk[i].~fiber();
-    ::munmap(chunk, chunk_bytes);
+  for (std::size_t c = 0; c < n; ++c) {
+    for (unsigned i = 0; i < chunk_records; ++i) chunks_[c][i].~fiber();
+    ::munmap(chunks_[c], chunk_bytes);
   }
-  chunks_.clear();
-  chunks_.shrink_to_fit();
+  delete[] chunks_;
+  chunks_ = nullptr;
   free_.clear();
   free_.shrink_to_fit();
   free_count_.store(0, std::memory_order_relaxed);

@@ -10,10 +10,11 @@
 // with a global free list. Free lists are arrays of pointers, not links
 // through the records: moving a batch must not touch 64 cold records.
 //
-// The chunk directory is a tbb::concurrent_vector: workers append a chunk
-// (rarely, under mu_) while dumps iterate it without a lock, and
-// concurrent_vector never moves elements that readers may be looking at
-// when it grows. A std::vector would need the lock on every dump read.
+// The chunk directory is a fixed array of chunk pointers, appended to under
+// mu_ and published with a release store of its length, so dumps iterate it
+// without a lock and the gdb extension (tools/weft-gdb.py) can walk it in a
+// live process or a core file. (A tbb::concurrent_vector was used first:
+// same lock-free reads, but its segment table is opaque to a debugger.)
 //
 // Invariants
 //   P1  A record is in exactly one of: a cache, the global free list, or
@@ -21,8 +22,6 @@
 //   P2  Chunks are freed only by destroy(), with no fiber alive.
 //
 // Lock order: fiber_pool::mu_ is a leaf.
-
-#include <tbb/concurrent_vector.h>
 
 #include <atomic>
 #include <cstdint>
@@ -42,6 +41,7 @@ struct fiber_cache {
 class fiber_pool {
  public:
   static constexpr std::size_t chunk_bytes = std::size_t{2} << 20;
+  static constexpr std::size_t max_chunks = 1 << 16;  // 128 GiB of records
   static constexpr unsigned chunk_records = chunk_bytes / sizeof(fiber);
 
   fiber* acquire(fiber_cache& c);
@@ -77,9 +77,9 @@ class fiber_pool {
   // Written under mu_; read lock-free only as statistics.
   std::atomic<std::uint64_t> free_count_{0};
   std::atomic<std::uint64_t> total_{0};
-  tbb::concurrent_vector<fiber*> chunks_;  // grown under mu_, read anywhere
-  // Chunks [0, published_) are fully stored: concurrent_vector's size()
-  // counts an element whose construction is still in progress.
+  // chunks_[0, published_) are valid. Written under mu_; published_ is
+  // stored with release after the slot (pairs with for_each_record).
+  fiber** chunks_ = nullptr;  // [max_chunks], allocated with the first chunk
   std::atomic<std::size_t> published_{0};
 };
 

@@ -41,10 +41,13 @@ class global_queue {
     head_ = (head_ + n) & mask_;
     count_ -= n;
     size_.store(count_, std::memory_order_relaxed);
+    taken_.store(taken_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     return n;
   }
 
   std::size_t size_hint() const noexcept { return size_.load(std::memory_order_relaxed); }
+  // taken_hint: fibers ever taken out (sysmon: is anyone serving the queue?).
+  std::uint64_t taken_hint() const noexcept { return taken_.load(std::memory_order_relaxed); }
 
   // clear: drop every entry (shutdown, after all workers stopped).
   void clear() noexcept {
@@ -74,6 +77,7 @@ class global_queue {
   std::unique_ptr<fiber*[]> buf_;
   std::size_t cap_ = 0, mask_ = 0, head_ = 0, count_ = 0;
   std::atomic<std::size_t> size_{0};
+  std::atomic<std::uint64_t> taken_{0};  // written under mu_, read as a hint
 };
 
 }  // namespace weft::detail

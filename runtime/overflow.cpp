@@ -31,7 +31,9 @@ struct sigaction old_segv, old_bus;
 std::once_flag installed;
 thread_local void* alt_mem = nullptr;
 thread_local stack_t alt_prev{};  // the thread's alternate stack before ours
-constexpr std::size_t alt_size = 64 * 1024;
+// Lazily committed: generous so sanitizer runtimes, which run their own
+// handlers on it too, have room.
+constexpr std::size_t alt_size = 256 * 1024;
 
 // A fixed buffer appended to without libc formatting.
 struct line_buf {
@@ -99,11 +101,11 @@ void on_fault(int sig, siginfo_t* si, void* uctx) {
 void report_overflow(const fiber* f) noexcept {
   line_buf b;
   b.put("weft: fiber ");
-  b.put(f->id);
+  b.put(f->get_id());
   b.put(" (started at ");
-  b.put(f->file != nullptr ? f->file : "?");
+  b.put(f->get_file());
   b.put(":");
-  b.put(f->line);
+  b.put(std::uint64_t{f->get_line()});
   b.put(") overflowed its ");
   b.put(g_sched != nullptr ? g_sched->stacks.usable() / 1024 : 0);
   b.put(" KiB stack\n");

@@ -1,5 +1,6 @@
 // park.cpp: park/unpark for fibers and plain OS threads (weft/detail/park.hpp).
 
+#include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
 #include "weft/detail/park.hpp"
@@ -10,11 +11,13 @@ void waiter::prepare() noexcept {
   machine* m = current_m();
   fiber_ = (m != nullptr && m->curg != nullptr && !m->in_blocking) ? m->curg : nullptr;
   woken_.store(0, std::memory_order_relaxed);
+  if (m == nullptr) note_foreign_call();  // a plain thread about to wait: a party
 }
 
-void park(waiter& w, void (*release)(void*), void* arg, wait_reason why, const void* obj) {
+void park(waiter& w, void (*release)(void*), void* arg, wait_reason why, const void* obj,
+          std::int64_t note) {
   if (w.fiber_ != nullptr) {
-    park_current({release, arg}, why, obj);
+    park_current({release, arg}, why, obj, note);
     return;
   }
   release(arg);

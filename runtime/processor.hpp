@@ -27,7 +27,7 @@ enum class p_status : std::uint32_t {
   idle,     // on the idle list (P2)
   running,  // held by a machine running fibers or scheduler code
   syscall,  // held by a machine inside weft::blocking(); sysmon may retake it
-  dead,     // not in use (runtime stopped)
+  dead,     // not in use: a spare not lent out, or the runtime stopped
 };
 
 inline constexpr std::uint32_t local_queue_size = 256;
@@ -44,6 +44,10 @@ struct p_counter {
 
 struct processor {
   std::uint32_t index = 0;
+  // A spare (index >= options::workers) is lent by sysmon while a fiber
+  // hogs another processor, and retires when it next runs out of work
+  // (sysmon.cpp, "Hogs"). Fixed for the run.
+  bool spare = false;
   run_queue<local_queue_size> runq;
   // Lifecycle: changed under sched::mu_ (idle <-> running) or by CAS
   // (running <-> syscall by the holder, syscall -> idle by sysmon).
@@ -57,10 +61,15 @@ struct processor {
   std::uint64_t next_id = 0, id_limit = 0;  // fiber id batch
   std::uint32_t tick = 0;                   // scheduling decisions, for the 61-tick global check
   std::uint32_t next_streak = 0;            // consecutive picks from runq.next
+  bool check_timers = false;                // fire due timers at the next safe point
 
   // Read by sysmon without a lock (relaxed): it only compares snapshots.
   std::atomic<std::uint64_t> schedtick{0};    // bumped at every switch (also the stat)
   std::atomic<std::uint32_t> syscalltick{0};  // bumped at every blocking() entry
+  // The fiber this processor's machine is running, null on g0. Written by the
+  // holder at every switch (relaxed: sysmon only uses it to name a hog, and
+  // re-checks schedtick around the read).
+  std::atomic<fiber*> current{nullptr};
 
   // stats (P1 writers)
   p_counter started, finished, steals, parks;

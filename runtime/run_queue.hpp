@@ -127,6 +127,9 @@ class run_queue {
     return head_.load(std::memory_order_relaxed) == tail_.load(std::memory_order_relaxed);
   }
   fiber* peek_next() const noexcept { return next_.load(std::memory_order_relaxed); }
+  // head_hint: advances whenever anyone takes from the ring (sysmon uses it
+  // to tell a queue that is being served from one that is stuck).
+  std::uint32_t head_hint() const noexcept { return head_.load(std::memory_order_relaxed); }
 
   // steal: take half the ring (rounded up) into out[] (capacity N/2), or,
   // with take_next and an empty ring, the `next` fiber. Returns the count;

@@ -10,8 +10,8 @@
 //   3. run() stops accepting go() from foreign threads, waits for those in
 //      flight, stops the poller and sysmon, and joins the workers.
 //   4. Phase `final`: run()'s thread unwinds every fiber still alive (it
-//      resumes each one; park() throws fiber_unwind into it), drops fibers
-//      that never started, and frees everything.
+//      resumes each one; park() throws fiber_unwind into it), newest first
+//      (U2), drops fibers that never started, and frees everything.
 //
 // Invariants
 //   L1  g_sched is non-null exactly while a runtime exists; foreign threads
@@ -25,11 +25,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/sysmon.hpp"
@@ -137,24 +139,41 @@ struct unwinder {
   machine fm;  // run()'s thread, acting as the only machine
   std::uint64_t unwound = 0;
 
-  // Returns true if it made progress with f.
-  bool finish(fiber* f) {
-    if (f->ctx.fctx == nullptr && f->stack == nullptr) {
-      // Never started: destroy the closure without running it.
-      if (f->ops != nullptr) f->ops->drop(f->closure);
-      free_closure(f);
-      s.fibers.release(fm.p->records, f);
-      ++unwound;
-      return true;
-    }
-    fiber_state st = f->state.load(std::memory_order_acquire);
-    if (st != fiber_state::parked && st != fiber_state::runnable) return false;
-    if (!f->state.compare_exchange_strong(st, fiber_state::running)) return false;
+  // resume: run f (parked or runnable) until it parks again or ends. A
+  // fiber resumed for the first time here has park() throw fiber_unwind.
+  bool resume(fiber* f, fiber_state expected) {
+    if (!f->state.compare_exchange_strong(expected, fiber_state::running)) return false;
     if (!f->unwinding) ++unwound;
     f->unwinding = true;
     fm.curg = f;
     switch_to(fm.ts, fm.g0, f->ctx, {});
     return true;
+  }
+
+  // visit: one pass over a record. U1: a fiber on the readied list is left
+  // to that list (resuming it here too would resume it twice). Returns true
+  // if it made progress.
+  bool visit(fiber* f, bool& live) {
+    const fiber_state st = f->state.load(std::memory_order_acquire);
+    if (st == fiber_state::free || st == fiber_state::dead) return false;
+    live = true;
+    {
+      std::lock_guard<std::mutex> lk(s.final_mu);
+      if (f->queued_final) return false;  // U1
+    }
+    if (f->ctx.fctx == nullptr && f->stack == nullptr) {
+      // Never started: destroy the closure without running it.
+      if (f->ops != nullptr) f->ops->drop(f->closure);
+      free_closure(f);
+      f->state.store(fiber_state::dead, std::memory_order_relaxed);
+      s.fibers.release(fm.p->records, f);
+      ++unwound;
+      return true;
+    }
+    // Parked or queued before shutdown and not unwound yet. (An unwinding
+    // fiber parked in a destructor waits for a ready, U1.)
+    if (f->unwinding) return false;
+    return resume(f, st);
   }
 
   fiber* pop_readied() {
@@ -164,6 +183,7 @@ struct unwinder {
       s.final_first = f->link;
       if (s.final_first == nullptr) s.final_last = nullptr;
       f->link = nullptr;
+      f->queued_final = false;
     }
     return f;
   }
@@ -176,25 +196,32 @@ struct unwinder {
     altstack_install();
     fm.p = &s.ps[0];
     s.ps[0].m = &fm;
-    for (unsigned i = 0; i < s.nprocs; ++i) s.ps[i].runq.reset();
+    for (unsigned i = 0; i < s.np_total; ++i) s.ps[i].runq.reset();
     s.gq.clear();
+    // U2: newest first, and whatever that readies before the next one. A
+    // fiber's stack often holds objects (mutexes, channels, wait groups)
+    // that the fibers it started use; unwinding those first keeps the
+    // objects alive for as long as anyone can still touch them.
     for (;;) {
-      bool live = false;
-      bool progress = false;
+      std::vector<fiber*> order;
       s.fibers.for_each_record([&](fiber* f) {
         const fiber_state st = f->state.load(std::memory_order_acquire);
-        if (st == fiber_state::free || st == fiber_state::dead) return;
-        live = true;
-        if (f->unwinding && f->ctx.fctx != nullptr && st == fiber_state::parked) return;
-        if (finish(f)) progress = true;
+        if (st != fiber_state::free && st != fiber_state::dead) order.push_back(f);
       });
-      while (fiber* f = pop_readied()) {
-        if (finish(f)) progress = true;
+      if (order.empty()) break;
+      std::sort(order.begin(), order.end(),
+                [](const fiber* a, const fiber* b) { return a->get_id() > b->get_id(); });
+      bool progress = false;
+      for (fiber* f : order) {
+        bool live = false;
+        if (visit(f, live)) progress = true;
+        while (fiber* r = pop_readied()) {
+          if (resume(r, fiber_state::runnable)) progress = true;
+        }
       }
-      if (!live) break;
       if (!progress) report_stuck();
     }
-    for (unsigned i = 0; i < s.nprocs; ++i) {
+    for (unsigned i = 0; i < s.np_total; ++i) {
       s.stacks.flush(s.ps[i].stacks);
       s.fibers.flush(s.ps[i].records);
     }
@@ -209,7 +236,7 @@ struct unwinder {
       std::fprintf(stderr,
                    "weft: fiber %llu (started at %s:%u) blocked in a destructor while being "
                    "unwound at shutdown\n",
-                   static_cast<unsigned long long>(f->id), f->file, f->line);
+                   static_cast<unsigned long long>(f->get_id()), f->get_file(), f->get_line());
     });
     std::abort();
   }
@@ -237,10 +264,15 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   auto* s = new scheduler();
   s->opts = opts;
   s->nprocs = opts.workers;
-  s->ps = new processor[opts.workers];
-  s->coprimes = coprimes_of(opts.workers);
+  s->np_total = 2 * opts.workers;  // the second half: spares sysmon lends to cover hogs
+  s->ps = new processor[s->np_total];
+  s->coprimes = coprimes_of(s->np_total);
   s->stacks.init(opts.stack_size);
-  for (unsigned i = 0; i < opts.workers; ++i) s->ps[i].index = i;
+  for (unsigned i = 0; i < s->np_total; ++i) {
+    s->ps[i].index = i;
+    s->ps[i].spare = i >= opts.workers;
+  }
+  s->nactive.store(static_cast<int>(opts.workers), std::memory_order_relaxed);
   // Processors 1..n-1 start idle; processor 0 runs main.
   for (unsigned i = opts.workers; i-- > 1;) {
     processor* p = &s->ps[i];
@@ -253,19 +285,35 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
 
   main_closure mc{main_fn, arg};
   fiber* mainf = s->fibers.acquire(s->ps[0].records);
-  mainf->id = next_fiber_id(&s->ps[0]);
+  mainf->id.store(next_fiber_id(&s->ps[0]), std::memory_order_relaxed);
   mainf->is_main = true;
   static_assert(sizeof(main_closure) <= fiber::inline_size);
   mainf->closure = ::new (mainf->inline_) main_closure(mc);
   mainf->ops = &main_ops;
-  mainf->file = file;
-  mainf->line = line;
+  mainf->set_site(file, line);
   mainf->state.store(fiber_state::runnable, std::memory_order_relaxed);
   s->ps[0].started.inc();
   s->ps[0].runq.push(mainf);
 
+  s->run_caller_tid = static_cast<long>(::gettid());
+  s->started_ns = now_ns();
+  if (const char* v = std::getenv("WEFT_MAX_THREADS")) {
+    const long n = std::strtol(v, nullptr, 10);
+    if (n <= 0) throw std::invalid_argument(std::string("weft::run: WEFT_MAX_THREADS=\"") + v +
+                                            "\" is not a positive integer");
+    s->max_threads = static_cast<std::size_t>(n);
+  }
+  if (const char* v = std::getenv("WEFT_SCHEDTRACE")) {
+    const long ms = std::strtol(v, nullptr, 10);
+    if (ms > 0) s->schedtrace_ns = ms * 1000000;
+  }
+  sigquit_install();
   s->poll.start();
   sysmon_start(*s);
+  // The runtime's service threads exist now, and no user code has run yet:
+  // any other thread already running is not a party to deadlocks unless it
+  // calls in (deadlock.cpp). Workers are recognised by their machines.
+  parties_begin(*s);
   g_accepting.store(true, std::memory_order_seq_cst);
   start_first_machine(&s->ps[0]);
 
@@ -296,13 +344,17 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   rep.threads_alive = s->live_threads.load();
   g_last_teardown = rep;
 
+  sigquit_remove();
   std::exception_ptr exc = s->main_exception;
   const int result = s->main_result;
+  const bool deadlocked = s->deadlocked;
+  std::string deadlock_message = std::move(s->deadlock_message);
   s->stacks.destroy();
   s->fibers.destroy();
   g_sched = nullptr;
   delete[] s->ps;
   delete s;
+  if (deadlocked) throw deadlock_error(deadlock_message);
   if (exc) std::rethrow_exception(exc);
   return result;
 }
@@ -314,7 +366,7 @@ fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
   fiber* f = nullptr;
   if (m != nullptr && m->p != nullptr && !m->in_blocking) {
     f = g_sched->fibers.acquire(m->p->records);
-    f->id = next_fiber_id(m->p);
+    f->id.store(next_fiber_id(m->p), std::memory_order_relaxed);
   } else {
     if (m == nullptr) {
       g_foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
@@ -324,6 +376,7 @@ fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
                                    ? "weft::go: the runtime is shutting down"
                                    : "weft::go: no runtime is running (call it inside weft::run)");
       }
+      note_foreign_call();
     }
     try {
       f = g_sched->fibers.acquire_shared();
@@ -331,7 +384,7 @@ fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
       if (m == nullptr) g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
       throw;
     }
-    f->id = next_fiber_id(nullptr);
+    f->id.store(next_fiber_id(nullptr), std::memory_order_relaxed);
   }
   if (size <= fiber::inline_size && align <= alignof(std::max_align_t)) {
     f->closure = f->inline_;
@@ -350,8 +403,7 @@ fiber* allocate_fiber(std::size_t size, std::size_t align, void** storage) {
 
 void launch_fiber(fiber* f, const closure_ops* ops, const char* file, unsigned line) noexcept {
   f->ops = ops;
-  f->file = file;
-  f->line = line;
+  f->set_site(file, line);
   machine* m = current_m();
   if (m != nullptr && m->p != nullptr && !m->in_blocking) {
     m->p->started.inc();
@@ -376,16 +428,14 @@ void discard_fiber(fiber* f) noexcept {
   if (m == nullptr) g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
 }
 
-bool foreign_enter() noexcept {
+teardown_report last_teardown() noexcept { return g_last_teardown; }
+
+runtime_pin::runtime_pin() noexcept {
   g_foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
-  if (g_accepting.load(std::memory_order_seq_cst)) return true;
-  g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst);
-  return false;
+  ok_ = g_sched != nullptr && g_accepting.load(std::memory_order_seq_cst);
 }
 
-void foreign_exit() noexcept { g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst); }
-
-teardown_report last_teardown() noexcept { return g_last_teardown; }
+runtime_pin::~runtime_pin() { g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst); }
 
 long worker_tid() noexcept {
   machine* m = current_m();
@@ -400,23 +450,19 @@ void yield() { detail::yield_current(); }
 
 std::uint64_t this_fiber_id() noexcept {
   detail::fiber* f = detail::current_fiber();
-  return f != nullptr ? f->id : 0;
+  return f != nullptr ? f->get_id() : 0;
 }
 
 bool in_fiber() noexcept { return detail::current_fiber() != nullptr; }
 
 runtime_stats stats() noexcept {
   runtime_stats r{};
-  // Hold a foreign_inflight slot so the runtime cannot be torn down under us (L1).
-  detail::g_foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
-  struct release_slot {
-    ~release_slot() { detail::g_foreign_inflight.fetch_sub(1, std::memory_order_seq_cst); }
-  } slot;
+  detail::runtime_pin pin;  // the runtime cannot be torn down under us (L1)
+  if (!pin) return r;
   detail::scheduler* s = detail::g_sched;
-  if (s == nullptr || !detail::g_accepting.load(std::memory_order_seq_cst)) return r;
   std::uint64_t started = s->shared_started.load(std::memory_order_relaxed);
   std::uint64_t finished = 0, parks = 0, runnable = s->gq.size_hint();
-  for (unsigned i = 0; i < s->nprocs; ++i) {
+  for (unsigned i = 0; i < s->np_total; ++i) {
     detail::processor& p = s->ps[i];
     started += p.started.get();
     finished += p.finished.get();
@@ -429,7 +475,8 @@ runtime_stats stats() noexcept {
   r.fibers_alive = started >= finished ? started - finished : 0;
   r.fibers_runnable = runnable;
   r.workers = s->nprocs;
-  r.threads = s->live_threads.load(std::memory_order_relaxed);
+  // Worker threads plus the poller and sysmon.
+  r.threads = s->live_threads.load(std::memory_order_relaxed) + 2;
   {
     std::lock_guard<std::mutex> lk(s->mu);
     r.idle_threads = s->nmidle;

@@ -20,6 +20,8 @@
 //       stops spinning (nmspinning--), executes asym_heavy(), and only then
 //       re-checks every local queue and the global queue; if anything is
 //       there it takes an idle processor back and starts over.
+//   K4  Before K3, a spinning machine lingers (spins, still counted) for a
+//       few tens of microseconds while others are busy (linger()).
 //   K1 and K3 are the two halves of a Dekker handshake (asym_fence.hpp):
 //   either the submitter sees the idle processor (and wakes someone), or
 //   the idling machine sees the work. The submitter's side costs a compiler
@@ -57,6 +59,7 @@
 #include <thread>
 
 #include "runtime/asym_fence.hpp"
+#include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 
 namespace weft::detail {
@@ -97,6 +100,22 @@ void acquire_p(machine* m, processor* p) noexcept {
   m->p = p;
   p->m = m;
   p->status.store(p_status::running, std::memory_order_release);
+  sysmon_poke(S(), nullptr);  // it may sleep untimed because every processor was idle
+}
+
+// release_p: the machine gives up its processor because it found no work
+// (requires mu). A lent spare goes back to sleep instead of to the idle list.
+void release_p(machine* m, processor* p) noexcept {
+  m->p = nullptr;
+  if (p->spare) {
+    S().stacks.flush(p->stacks);
+    S().fibers.flush(p->records);
+    p->m = nullptr;
+    p->status.store(p_status::dead, std::memory_order_relaxed);
+    S().nactive.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  pidle_put(p);
 }
 
 void notewakeup(machine* m) noexcept {
@@ -112,6 +131,13 @@ void newm(processor* p, bool spinning) {
   m->spinning = spinning;
   {
     std::lock_guard<std::mutex> lk(S().mu);
+    if (S().machines.size() >= S().max_threads) {
+      std::fprintf(stderr,
+                   "weft: program exceeds the %zu-thread limit (fibers stuck in weft::blocking "
+                   "each hold a thread; WEFT_MAX_THREADS sets the limit)\n",
+                   S().max_threads);
+      std::abort();
+    }
     m->id = static_cast<std::uint32_t>(S().machines.size());
     S().machines.push_back(m);
   }
@@ -208,8 +234,13 @@ fiber* global_get(processor* p, std::size_t max) noexcept {
 
 fiber* pick_local(processor* p) noexcept {
   ++p->tick;
-  if (p->tick % 61 == 0 && S().gq.size_hint() != 0) {
-    if (fiber* f = global_get(p, 1)) return f;
+  if (p->tick % 61 == 0) {
+    // Fairness: the global queue, which local respawning could otherwise
+    // starve, and (at the next safe point) timers that are due.
+    p->check_timers = true;
+    if (S().gq.size_hint() != 0) {
+      if (fiber* f = global_get(p, 1)) return f;
+    }
   }
   if (p->next_streak < max_next_streak) {
     if (fiber* f = p->runq.take_next()) {
@@ -222,14 +253,24 @@ fiber* pick_local(processor* p) noexcept {
   return p->runq.take_next();
 }
 
+// fire_timers: every 61st scheduling decision a worker fires the timers
+// that are due itself (poller.hpp), so they stay punctual when the poller
+// thread gets no CPU. Only at points where the caller holds no runtime lock:
+// a timer callback takes the timers lock and channel locks, and a parking
+// fiber still holds the lock its park releases.
+inline void fire_timers(processor* p) noexcept {
+  if (!p->check_timers) return;
+  p->check_timers = false;
+  if (S().poll.earliest() != INT64_MAX) S().poll.fire_due(now_ns());
+}
+
 // steal_work: four passes over the other processors in a random order,
 // taking half of a victim's ring. Only the last pass may take a victim's
 // `next` fiber, and only one that stayed there for a few microseconds: its
 // owner is usually about to run it (a channel handoff), and stealing it
 // would move a ping-pong pair across cores (Go waits 3 us the same way).
 fiber* steal_work(machine* m, processor* p) noexcept {
-  const unsigned n = S().nprocs;
-  if (n == 1) return nullptr;
+  const unsigned n = S().np_total;
   fiber* buf[local_queue_size / 2];
   for (int pass = 0; pass < 4; ++pass) {
     const bool last = pass == 3;
@@ -278,10 +319,44 @@ void resetspinning(machine* m) noexcept {  // K2
 // any_work: K3's re-check, after asym_heavy().
 bool any_work() noexcept {
   if (S().gq.size_hint() != 0) return true;
-  for (unsigned i = 0; i < S().nprocs; ++i) {
+  for (unsigned i = 0; i < S().np_total; ++i) {
     if (!S().ps[i].runq.looks_empty()) return true;
   }
   return false;
+}
+
+// linger: K4. A spinning machine that found nothing to steal keeps
+// spinning (still counted in nmspinning) for up to linger_ns before it
+// parks, while some other processor is busy and could hand it work.
+// Submitters seeing a spinning machine do not wake another, so a producer
+// that readies a fiber every few microseconds (ping-pong across workers, a
+// pipeline) does not pay a futex wake (several microseconds, on the
+// producer's own thread) each time, and the consumer starts without a
+// thread wake-up. Go's spinning machines give up after a few steal passes;
+// here a futex wake costs ~30x a context switch, which shifts the balance.
+// The price is at most linger_ns of one core after a burst of work ends.
+// Returns true when work may be there.
+bool linger(machine* m, processor* p) noexcept {
+  constexpr std::int64_t linger_ns = 50 * 1000;
+  if (S().nactive.load(std::memory_order_relaxed) - S().npidle.load(std::memory_order_relaxed) <= 1) {
+    return false;  // nobody else is running: nothing will show up soon
+  }
+  const std::int64_t until = now_ns() + linger_ns;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) cpu_relax();
+    if (m->exiting || S().ph.load(std::memory_order_relaxed) != phase::running) return true;
+    if (S().gq.size_hint() != 0 || !p->runq.looks_empty()) return true;
+    for (unsigned i = 0; i < S().np_total; ++i) {
+      // A ring with fibers in it; a lone `next` fiber is its owner's to run.
+      if (!S().ps[i].runq.ring_looks_empty()) return true;
+    }
+    const std::int64_t now = now_ns();
+    if (S().poll.earliest() <= now) {
+      p->check_timers = true;
+      return true;
+    }
+    if (now >= until) return false;
+  }
 }
 
 fiber* find_runnable(machine* m) noexcept {
@@ -291,8 +366,7 @@ fiber* find_runnable(machine* m) noexcept {
     if (p == nullptr || S().ph.load(std::memory_order_acquire) != phase::running) {
       if (p != nullptr) {
         std::lock_guard<std::mutex> lk(S().mu);
-        pidle_put(p);
-        m->p = nullptr;
+        release_p(m, p);
       }
       if (m->spinning) {
         m->spinning = false;
@@ -305,16 +379,19 @@ fiber* find_runnable(machine* m) noexcept {
       }
       continue;
     }
+    fire_timers(p);
     if (fiber* f = pick_local(p)) return f;
     if (fiber* f = global_get(p, 0)) return f;
     // Steal, unless enough machines are already spinning.
-    const int busy = static_cast<int>(S().nprocs) - S().npidle.load(std::memory_order_relaxed);
+    const int busy =
+        S().nactive.load(std::memory_order_relaxed) - S().npidle.load(std::memory_order_relaxed);
     if (m->spinning || 2 * S().nmspinning.load(std::memory_order_relaxed) < busy) {
       if (!m->spinning) {
         m->spinning = true;
         S().nmspinning.fetch_add(1, std::memory_order_seq_cst);
       }
       if (fiber* f = steal_work(m, p)) return f;
+      if (linger(m, p)) continue;
     }
     // K3: give up the processor, stop spinning, fence, re-check.
     {
@@ -322,8 +399,7 @@ fiber* find_runnable(machine* m) noexcept {
       if (S().gq.size_hint() != 0) {
         if (fiber* f = global_get(p, 0)) return f;
       }
-      pidle_put(p);
-      m->p = nullptr;
+      release_p(m, p);
     }
     const bool was_spinning = m->spinning;
     if (was_spinning) {
@@ -362,6 +438,7 @@ void bind_stack(processor* p, fiber* f) {
 // prepare_run: f is about to be switched to on machine m (W3).
 inline void prepare_run(machine* m, processor* p, fiber* f) {
   m->curg = f;
+  p->current.store(f, std::memory_order_relaxed);
   f->state.store(fiber_state::running, std::memory_order_relaxed);
   if (f->ctx.fctx == nullptr) bind_stack(p, f);
   p->schedtick.store(p->schedtick.load(std::memory_order_relaxed) + 1,
@@ -426,6 +503,12 @@ void recycle_action(void* arg) {
   }
 }
 
+// leave_for_g0: the running fiber is about to switch to its machine's g0.
+inline void leave_for_g0(machine* m) noexcept {
+  m->curg = nullptr;
+  if (m->p != nullptr && !m->in_blocking) m->p->current.store(nullptr, std::memory_order_relaxed);
+}
+
 // Choose what runs after the current fiber leaves (W4): a local fiber, or g0.
 inline fiber* next_after_leave(machine* m) noexcept {
   if (m->p == nullptr || m->in_blocking ||
@@ -445,7 +528,7 @@ inline fiber* next_after_leave(machine* m) noexcept {
     std::fprintf(stderr,
                  "weft: fiber %llu (started at %s:%u) keeps swallowing the shutdown unwind "
                  "(a catch (...) that does not rethrow)\n",
-                 static_cast<unsigned long long>(self->id), self->file, self->line);
+                 static_cast<unsigned long long>(self->get_id()), self->get_file(), self->get_line());
     std::abort();
   }
   throw fiber_unwind{};
@@ -486,7 +569,11 @@ void ready(fiber* f) noexcept {
   f->state.store(fiber_state::runnable, std::memory_order_relaxed);
   scheduler& s = S();
   if (s.ph.load(std::memory_order_relaxed) == phase::final) {
+    // Shutdown unwinding (runtime.cpp): run()'s thread resumes it from this
+    // list. queued_final keeps it from being listed (and resumed) twice.
     std::lock_guard<std::mutex> lk(s.final_mu);
+    if (f->queued_final) return;
+    f->queued_final = true;
     f->link = nullptr;
     if (s.final_last != nullptr) {
       s.final_last->link = f;
@@ -503,6 +590,7 @@ void ready(fiber* f) noexcept {
     return;
   }
   s.shared_readies.fetch_add(1, std::memory_order_relaxed);
+  if (m == nullptr && tls_batch == nullptr) note_foreign_call();  // a plain thread woke a fiber
   if (ready_batch* b = tls_batch) {
     if (b->n == ready_batch::capacity) {
       inject(b->fibers, b->n);
@@ -524,7 +612,7 @@ void inject(fiber* const* fs, std::size_t n) noexcept {
   for (; n != 0 && S().npidle.load(std::memory_order_relaxed) != 0; --n) startm(nullptr, false);
 }
 
-void park_current(switch_action release, wait_reason why, const void* obj) {
+void park_current(switch_action release, wait_reason why, const void* obj, std::int64_t note) {
   machine* m = current_m();
   fiber* self = m->curg;
   if (self->unwinding && std::uncaught_exceptions() == 0) {
@@ -533,6 +621,7 @@ void park_current(switch_action release, wait_reason why, const void* obj) {
   }
   self->reason.store(why, std::memory_order_relaxed);
   self->wait_obj.store(obj, std::memory_order_relaxed);
+  self->wait_note.store(note, std::memory_order_relaxed);
   self->wait_since.store(coarse_now_ns(), std::memory_order_relaxed);
   self->state.store(fiber_state::parked, std::memory_order_relaxed);
   check_stack(self, __builtin_frame_address(0));
@@ -541,11 +630,15 @@ void park_current(switch_action release, wait_reason why, const void* obj) {
     prepare_run(m, m->p, next);
     switch_to(m->ts, self->ctx, next->ctx, release);
   } else {
-    m->curg = nullptr;
+    leave_for_g0(m);
     switch_to(m->ts, self->ctx, m->g0, release);
   }
   // Resumed, perhaps on another machine: re-read nothing cached above.
   self->reason.store(wait_reason::none, std::memory_order_relaxed);
+  {
+    machine* now_m = current_m();
+    if (now_m->p != nullptr && !now_m->in_blocking) fire_timers(now_m->p);  // no lock held now
+  }
   if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
 }
 
@@ -560,12 +653,13 @@ void yield_current() {
   if (S().ph.load(std::memory_order_relaxed) != phase::running) {
     // Shutdown: stay off the queues; the final phase unwinds us (W4).
     self->state.store(fiber_state::runnable, std::memory_order_relaxed);
-    m->curg = nullptr;
+    leave_for_g0(m);
     switch_to(m->ts, self->ctx, m->g0, {});
     if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
     return;
   }
   processor* p = m->p;
+  fire_timers(p);
   fiber* next = pick_local(p);
   if (next == nullptr) next = global_get(p, 1);
   if (next == nullptr) return;  // nothing else to run here
@@ -581,12 +675,13 @@ void exit_current() noexcept {
   fiber* self = m->curg;
   self->state.store(fiber_state::dead, std::memory_order_relaxed);
   check_stack(self, __builtin_frame_address(0));
+  if (m->p != nullptr && !m->in_blocking) fire_timers(m->p);
   const switch_action recycle{&recycle_action, self};
   if (fiber* next = next_after_leave(m)) {
     prepare_run(m, m->p, next);
     switch_final(m->ts, next->ctx, recycle);
   }
-  m->curg = nullptr;
+  leave_for_g0(m);
   switch_final(m->ts, m->g0, recycle);
 }
 
@@ -618,6 +713,76 @@ void join_machines() {
   }
 }
 
+// ---- used by sysmon ----
+
+void handoff_p(processor* p) noexcept {
+  p->m = nullptr;
+  p->current.store(nullptr, std::memory_order_relaxed);
+  // Work waiting for it: run it on another machine.
+  if (!p->runq.looks_empty() || S().gq.size_hint() != 0) {
+    startm(p, false);
+    return;
+  }
+  // Nobody spinning or idle would catch new work: keep one machine looking.
+  if (S().nmspinning.load(std::memory_order_relaxed) + S().npidle.load(std::memory_order_relaxed) ==
+      0) {
+    int expected = 0;
+    if (S().nmspinning.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) {
+      startm(p, true);
+      return;
+    }
+  }
+  std::unique_lock<std::mutex> lk(S().mu);
+  if (S().gq.size_hint() != 0) {
+    lk.unlock();
+    startm(p, false);
+    return;
+  }
+  pidle_put(p);
+}
+
+bool lend_spare() noexcept {
+  {
+    std::lock_guard<std::mutex> lk(S().mu);
+    processor* spare = nullptr;
+    for (unsigned i = S().nprocs; i < S().np_total; ++i) {
+      if (S().ps[i].status.load(std::memory_order_relaxed) == p_status::dead) {
+        spare = &S().ps[i];
+        break;
+      }
+    }
+    if (spare == nullptr) return false;
+    S().nactive.fetch_add(1, std::memory_order_relaxed);
+    pidle_put(spare);
+  }
+  startm(nullptr, false);
+  return true;
+}
+
+void wake_idle() noexcept {
+  if (S().npidle.load(std::memory_order_relaxed) > 0) startm(nullptr, false);
+}
+
+void retire_idle_spares() noexcept {
+  if (S().nactive.load(std::memory_order_relaxed) <= static_cast<int>(S().nprocs)) return;
+  std::lock_guard<std::mutex> lk(S().mu);
+  processor** link = &S().pidle;
+  while (processor* p = *link) {
+    if (!p->spare) {
+      link = &p->idle_link;
+      continue;
+    }
+    // Idle: nobody holds it, so its caches are ours to flush under mu.
+    *link = p->idle_link;
+    p->idle_link = nullptr;
+    S().npidle.fetch_sub(1, std::memory_order_seq_cst);
+    S().stacks.flush(p->stacks);
+    S().fibers.flush(p->records);
+    p->status.store(p_status::dead, std::memory_order_relaxed);
+    S().nactive.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
 // ---- blocking ----
 
 bool enter_blocking() noexcept {
@@ -625,10 +790,12 @@ bool enter_blocking() noexcept {
   if (m == nullptr || m->curg == nullptr || m->in_blocking || m->p == nullptr) return false;
   processor* p = m->p;
   m->in_blocking = true;
+  m->curg->reason.store(wait_reason::blocking_call, std::memory_order_relaxed);  // for dumps
   p->syscalltick.store(p->syscalltick.load(std::memory_order_relaxed) + 1,
                        std::memory_order_relaxed);
   // release: sysmon's CAS (acquire) sees this processor's state as of now.
   p->status.store(p_status::syscall, std::memory_order_release);
+  sysmon_poke(S(), p);  // a long-sleeping monitor would notice this call too late
   return true;
 }
 
@@ -636,6 +803,7 @@ void exit_blocking() noexcept {
   machine* m = current_m();
   processor* p = m->p;
   m->in_blocking = false;
+  m->curg->reason.store(wait_reason::none, std::memory_order_relaxed);
   p_status expected = p_status::syscall;
   if (p->status.compare_exchange_strong(expected, p_status::running, std::memory_order_acq_rel)) {
     return;  // fast path: nobody took the processor
@@ -649,12 +817,13 @@ void exit_blocking() noexcept {
   }
   if (np != nullptr) {
     acquire_p(m, np);
+    np->current.store(m->curg, std::memory_order_relaxed);
     return;
   }
   // No processor: queue this fiber globally and park the machine as a spare.
   fiber* self = m->curg;
   self->state.store(fiber_state::runnable, std::memory_order_relaxed);
-  m->curg = nullptr;
+  leave_for_g0(m);
   switch_to(m->ts, self->ctx, m->g0,
             {[](void* f) {
                if (S().ph.load(std::memory_order_relaxed) != phase::running) return;
@@ -686,7 +855,7 @@ void fiber_entry(bctx::transfer_t t) noexcept {
       }
       std::fprintf(stderr,
                    "weft: fiber %llu (started at %s:%u) terminated by exception: %s\n",
-                   static_cast<unsigned long long>(self->id), self->file, self->line, what);
+                   static_cast<unsigned long long>(self->get_id()), self->get_file(), self->get_line(), what);
       std::fflush(stderr);
       std::terminate();
     }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "netpoll/poller.hpp"
@@ -15,6 +16,7 @@
 #include "runtime/machine.hpp"
 #include "runtime/processor.hpp"
 #include "runtime/stack_pool.hpp"
+#include "runtime/sysmon.hpp"
 
 namespace weft::detail {
 
@@ -39,9 +41,13 @@ struct ready_batch {
 
 struct scheduler {
   options opts;
-  unsigned nprocs = 0;
-  processor* ps = nullptr;  // [nprocs], fixed for the run
-  std::vector<unsigned> coprimes;  // strides for the random steal order
+  unsigned nprocs = 0;      // options::workers
+  unsigned np_total = 0;    // nprocs + spares (sysmon lends spares to cover hogs)
+  processor* ps = nullptr;  // [np_total], fixed for the run; spares at the end
+  std::vector<unsigned> coprimes;  // strides for the random steal order over np_total
+  // Processors not dormant: nprocs plus lent spares. Changed under mu,
+  // read lock-free as a hint.
+  std::atomic<int> nactive{0};
 
   // mu guards: pidle, midle/nmidle, machines, every p->idle_link, and the
   // idle <-> running transitions of processors. Lock order:
@@ -51,6 +57,11 @@ struct scheduler {
   machine* midle = nullptr;
   unsigned nmidle = 0;
   std::vector<machine*> machines;
+  // Worker threads allowed (Go's limit, 10,000 by default; env
+  // WEFT_MAX_THREADS). Far more means fibers are piling up in blocking
+  // calls, and the process is better stopped with a clear message than left
+  // to exhaust the kernel. Fixed for the run.
+  std::size_t max_threads = 10000;
   // npidle, nmspinning: changed under mu or by RMW (seq_cst: they are the
   // two sides of the Dekker handshake between submitters and idling
   // workers, see "Spinning" in scheduler.cpp); read lock-free by wakep().
@@ -70,6 +81,8 @@ struct scheduler {
   // wakes run()'s thread.
   std::atomic<std::uint32_t> all_idle{0};
 
+  sysmon_state sysmon;
+
   // Counters of events outside any processor (foreign threads, the poller).
   std::atomic<std::uint64_t> shared_started{0};
   std::atomic<std::uint64_t> shared_readies{0};
@@ -79,6 +92,24 @@ struct scheduler {
   // all workers are joined.
   int main_result = 0;
   std::exception_ptr main_exception;
+
+  // Diagnostics (deadlock.cpp, debug.cpp).
+  // Descriptors registered with the netpoller (netpoll keeps it; a nonzero
+  // count means some fiber may be woken by I/O: never a deadlock).
+  std::atomic<std::int64_t> netpoll_registered{0};
+  long run_caller_tid = 0;          // the thread in run(); never a party
+  std::vector<long> baseline_tids;  // threads alive when the runtime started (sorted)
+  std::mutex party_mu;
+  std::vector<long> party_tids;     // threads that called into weft; guarded by party_mu
+  std::uint64_t run_epoch = 0;      // distinguishes runs for the per-thread party flag
+  // Deadlock confirmation state, sysmon only.
+  std::uint64_t dl_signature = 0;
+  std::int64_t dl_since = 0;
+  // Set by sysmon before it wakes run() (release on all_idle); read by run().
+  bool deadlocked = false;
+  std::string deadlock_message;
+  std::int64_t started_ns = 0;      // when run() started, for schedtrace
+  std::int64_t schedtrace_ns = 0;   // WEFT_SCHEDTRACE interval, 0 = off
 
   // phase::final only: fibers readied while unwinding, resumed by run()'s
   // thread. Guarded by final_mu (a foreign thread may ready one).
@@ -92,13 +123,6 @@ struct scheduler {
 // the foreign_entry guard (runtime.cpp).
 extern scheduler* g_sched;
 
-// foreign_enter / foreign_exit (runtime.cpp): pin the running runtime from a
-// thread it did not create (L1 there): while pinned, g_sched and its poller
-// stay valid. foreign_enter returns false, pinning nothing, when no runtime
-// is running or it is shutting down.
-bool foreign_enter() noexcept;
-void foreign_exit() noexcept;
-
 // ---- operations (scheduler.cpp) ----
 
 // ready: make a parked (or new) fiber runnable. From a fiber holding a
@@ -110,7 +134,7 @@ void ready_spawned(fiber* f) noexcept;
 
 // park_current: park the running fiber; `release` runs once its context is
 // saved. Throws fiber_unwind at shutdown.
-void park_current(switch_action release, wait_reason why, const void* obj);
+void park_current(switch_action release, wait_reason why, const void* obj, std::int64_t note = 0);
 void yield_current();
 [[noreturn]] void exit_current() noexcept;
 
@@ -123,6 +147,19 @@ void set_ready_batch(ready_batch* b) noexcept;
 void start_first_machine(processor* p);
 void wake_all_for_exit();
 void join_machines();
+
+// Used by sysmon (sysmon.cpp).
+// handoff_p: give a processor taken from a stuck machine to another machine,
+// or put it on the idle list if there is nothing for it to do.
+void handoff_p(processor* p) noexcept;
+// lend_spare: activate a spare processor and start a machine on it, so work
+// queued behind a hog runs. Returns false when every spare is lent.
+bool lend_spare() noexcept;
+// wake_idle: start an idle processor if any (after moving work to the
+// global queue).
+void wake_idle() noexcept;
+// retire_idle_spares: take lent spares that sit idle back out of service.
+void retire_idle_spares() noexcept;
 
 // blocking(): enter returns false when the caller is not a fiber holding a
 // processor (then blocking() just calls f).

@@ -142,7 +142,7 @@ select_outcome block(case_ref* cs, std::size_t n, const select_scratch& s, std::
   }
   lockset ls{s.locks, m};
   try {
-    park(w, &unlock_all, &ls, wait_reason::select, nullptr);
+    park(w, &unlock_all, &ls, wait_reason::select, &done, static_cast<std::int64_t>(n));
   } catch (...) {
     dequeue(cs, n, s.locks, m, s.nodes, n);
     throw;

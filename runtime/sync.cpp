@@ -85,6 +85,12 @@ void unpark_all(sync_node* list) noexcept {
   }
 }
 
+std::atomic<std::int64_t> g_mutex_waiters{0};
+
+std::uint64_t mutex_owner(const void* m) noexcept {
+  return static_cast<const mutex*>(m)->owner_.load(std::memory_order_relaxed);
+}
+
 std::int64_t steady_ns(std::chrono::steady_clock::time_point t) noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
@@ -103,6 +109,7 @@ void mutex::lock_slow() {
       // Free and, by Y1 and handoff, nobody queued: take it.
       if (state_.compare_exchange_weak(s, s | locked, std::memory_order_acquire)) {
         lk_.unlock();
+        owner_.store(this_fiber_id(), std::memory_order_relaxed);
         return;
       }
       continue;
@@ -113,6 +120,10 @@ void mutex::lock_slow() {
     }
   }
   waiters_.push(&n);
+  detail::g_mutex_waiters.fetch_add(1, std::memory_order_relaxed);
+  struct count_down {
+    ~count_down() { detail::g_mutex_waiters.fetch_sub(1, std::memory_order_relaxed); }
+  } waiting;
   try {
     detail::park(n.w, lk_, detail::wait_reason::mutex, this);
   } catch (...) {
@@ -149,6 +160,7 @@ void mutex::unlock_slow() {
   }
   // Hand over: stay locked; clear has_waiters if that was the last (Y1).
   // release: the new owner's acquire fence pairs with it.
+  owner_.store(n->w.fiber_ != nullptr ? n->w.fiber_->get_id() : 0, std::memory_order_relaxed);
   state_.store(waiters_.empty() ? locked : (locked | has_waiters), std::memory_order_release);
   lk_.unlock();
   detail::unpark(n->w);
@@ -221,7 +233,7 @@ bool condition_variable::wait_impl(std::unique_lock<mutex>& lk, std::int64_t dea
             l->timers->unlock();
             l->cv->unlock();
           },
-          &locks, detail::wait_reason::cond, this);
+          &locks, detail::wait_reason::cond, this, deadline);
       if (n.outcome.load(std::memory_order_acquire) == 1) {
         auto& tl = g_sched->poll.timers_lock();
         tl.lock();

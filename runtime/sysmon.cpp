@@ -1,14 +1,375 @@
-// sysmon.cpp: the monitor thread. (Blocking-call handoff and CPU-hog
-// detection arrive with the sysmon issue; for now it only exists.)
+// sysmon.cpp: the monitor thread.
+//
+// Purpose
+//   One fiber stuck in a blocking system call, or looping without a
+//   scheduling point, must not freeze the other fibers that share its
+//   worker. Go solves the first with syscall handoff and the second with
+//   signal preemption; weft's Boost.Context fibers cannot be preempted
+//   safely, so for hogs it moves the work instead of the hog.
+//
+// Design
+//   Every tick sysmon looks at each processor:
+//   * Blocking calls. weft::blocking marks its processor `syscall` and bumps
+//     syscalltick (scheduler.cpp, enter_blocking). A processor seen in the
+//     same call for longer than options::blocking_handoff is taken with one
+//     CAS (syscall -> idle) and handed to another machine (handoff_p): its
+//     queue keeps running. The blocked machine, on return, fails its own CAS
+//     and finds another processor or parks as a spare (exit_blocking).
+//     Like Go, a processor with nothing queued is left alone for up to 10 ms
+//     while idle or spinning machines can take new work.
+//   * Hogs. A processor whose schedtick has not moved for
+//     options::hog_handoff while it runs a fiber is hogged. sysmon takes the
+//     fibers queued on it with the run queue's thief protocol (safe against
+//     the hog's machine touching its own queue, run_queue.hpp R1-R3), puts
+//     them on the global queue, and makes sure some processor runs them: an
+//     idle one, else a *spare* processor it lends (options::workers more
+//     exist, dormant). The hog keeps its processor; it is the extra, like a
+//     thread in a system call. A lent spare retires when it runs out of
+//     work. One warning per hog names the fiber and its start site.
+//     Rejected: seizing the hog's processor as for blocking calls. The hog's
+//     machine may be inside go() or ready() using its processor's caches at
+//     any instant; making every such use safe against seizure would put a
+//     handshake on every scheduler fast path. Lending needs none.
+//   Tick length (Go's, made cheaper): 20 us after it acted, doubling while
+//   nothing happens up to min(10 ms, hog_handoff / 2) while any processor
+//   is busy, and no timed tick at all when every processor is idle (startm
+//   pokes it awake). When its sleep is 1 ms or longer the `deep` flag lets
+//   weft::blocking poke it, so a blocking call is handed off within about
+//   blocking_handoff plus a tick even after a quiet period, while a loop of
+//   short blocking calls costs one poke per ~2.5 ms, not one per call.
+//
+// Invariants
+//   M1  Only sysmon moves a processor out of `syscall` other than its own
+//       machine, and only by CAS; the machine's exit CAS decides the race.
+//   M2  sysmon never writes a running processor's fields; it only steals
+//       from its run queue as a thief.
+//   M3  watch[] is sysmon's alone.
 
 #include "runtime/sysmon.hpp"
 
+#include <sys/prctl.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "runtime/debug_internal.hpp"
+#include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
+#include "weft/detail/spinlock.hpp"
+#include "weft/sync.hpp"
 
 namespace weft::detail {
+namespace {
 
-void sysmon_start(scheduler&) {}
-void sysmon_stop(scheduler&) {}
-std::uint64_t sysmon_handoffs(scheduler&) noexcept { return 0; }
+constexpr std::int64_t us = 1000;
+constexpr std::int64_t ms = 1000 * us;
+constexpr std::int64_t min_tick = 20 * us;
+constexpr std::int64_t deep_tick = 1 * ms;
+constexpr int grace_ticks = 50;  // short ticks kept after an action, as Go does
+constexpr std::int64_t spin_window = 100 * us;  // spin rather than sleep this close to a deadline
+constexpr std::int64_t deadlock_tick_ns = 20 * ms;  // idle ticks while a deadlock is possible
+
+struct tick_result {
+  bool acted = false;    // took a processor or moved a hog's queue
+  bool probing = false;  // a blocking call is being timed: tick again soon
+  std::int64_t deadline = INT64_MAX;  // earliest time a timed call becomes due
+  bool busy = false;     // some processor runs fibers or sits in a blocking call
+  int hogged = 0;        // processors running a hog
+  bool moved = false;    // fibers were moved off a hog onto the global queue
+};
+
+void report_hog(const fiber* f, std::int64_t ran_ns, std::size_t moved, const options& o) {
+  std::fprintf(stderr,
+               "weft: fiber %llu (started at %s:%u) has run for %lld ms without parking or "
+               "yielding; %zu fiber(s) queued behind it moved to another thread "
+               "(options::hog_handoff = %lld ms)\n",
+               static_cast<unsigned long long>(f->get_id()), f->get_file(), f->get_line(),
+               static_cast<long long>(ran_ns / ms), moved,
+               static_cast<long long>(o.hog_handoff.count()));
+}
+
+// A blocking call that poked the monitor awake: which processor, which call
+// (syscalltick) and when it started. Filled from sysmon_state after a poke.
+struct poke_info {
+  const processor* p = nullptr;
+  std::uint32_t tick = 0;
+  std::int64_t at = 0;
+};
+
+// check_syscall: M1. Returns true if the processor was taken.
+bool check_syscall(scheduler& s, processor* p, p_watch& w, std::int64_t now, const poke_info& poke,
+                   tick_result& r) {
+  r.busy = true;
+  const std::int64_t handoff = std::chrono::nanoseconds(s.opts.blocking_handoff).count();
+  const std::uint32_t t = p->syscalltick.load(std::memory_order_relaxed);
+  if (t != w.syscalltick) {
+    w.syscalltick = t;
+    if (poke.p == p && poke.tick == t) {
+      w.syscall_seen = std::min(poke.at, now);  // the call that poked us: time it now
+    } else {
+      // Seen for the first time on a timed tick: it may be one of many
+      // short calls; only if it is still there next tick is it worth timing.
+      w.syscall_seen = now;
+      return false;
+    }
+  }
+  r.probing = true;
+  const std::int64_t in_call = now - w.syscall_seen;
+  if (in_call < handoff) {
+    r.deadline = std::min(r.deadline, w.syscall_seen + handoff);
+    return false;
+  }
+  if (p->runq.looks_empty() && s.gq.size_hint() == 0 &&
+      s.nmspinning.load(std::memory_order_relaxed) + s.npidle.load(std::memory_order_relaxed) > 0 &&
+      in_call < 10 * ms) {
+    return false;  // nothing stranded, and others can take new work
+  }
+  p_status expected = p_status::syscall;
+  // acq_rel: acquire the blocked machine's last writes to the processor
+  // (its release store of `syscall`); the new holder inherits them.
+  if (!p->status.compare_exchange_strong(expected, p_status::idle, std::memory_order_acq_rel)) {
+    return false;  // the call returned meanwhile (M1)
+  }
+  handoff_p(p);
+  s.sysmon.handoffs.fetch_add(1, std::memory_order_relaxed);
+  r.acted = true;
+  return true;
+}
+
+void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tick_result& r) {
+  r.busy = true;
+  const std::uint64_t t = p->schedtick.load(std::memory_order_relaxed);
+  const std::uint32_t head = p->runq.head_hint();
+  const fiber* nx = p->runq.peek_next();
+  if (t != w.schedtick || w.schedtick_seen == 0) {
+    w.schedtick = t;
+    w.schedtick_seen = now;
+    w.hog_reported = false;
+    w.runq_head = head;
+    w.next = nx;
+    return;
+  }
+  const std::int64_t ran = now - w.schedtick_seen;
+  if (ran < std::chrono::nanoseconds(s.opts.hog_handoff).count()) return;
+  fiber* f = p->current.load(std::memory_order_relaxed);
+  if (f == nullptr) return;  // its machine is on g0, about to pick or park
+  ++r.hogged;
+  // Stuck work: queued fibers nobody took since the last look. A queue that
+  // other workers are stealing from is being served; leave it be.
+  const bool stuck = !p->runq.looks_empty() && head == w.runq_head && (nx == nullptr || nx == w.next);
+  w.runq_head = head;
+  w.next = nx;
+  if (!stuck) return;
+  // M2: take what is queued behind the hog, as a thief.
+  fiber* buf[local_queue_size / 2];
+  std::size_t moved = 0;
+  while (const std::uint32_t k = p->runq.steal(buf, true)) {
+    s.gq.push_many(buf, k);
+    moved += k;
+  }
+  w.runq_head = p->runq.head_hint();
+  w.next = p->runq.peek_next();
+  if (moved == 0) return;
+  if (!w.hog_reported && p->schedtick.load(std::memory_order_relaxed) == t) {
+    report_hog(f, ran, moved, s.opts);
+    s.sysmon.hogs.fetch_add(1, std::memory_order_relaxed);
+    w.hog_reported = true;
+  }
+  s.sysmon.handoffs.fetch_add(1, std::memory_order_relaxed);
+  r.acted = true;
+  r.moved = true;
+}
+
+tick_result check_all(scheduler& s, std::int64_t now, const poke_info& poke) {
+  tick_result r;
+  for (unsigned i = 0; i < s.np_total; ++i) {
+    processor* p = &s.ps[i];
+    p_watch& w = s.sysmon.watch[i];
+    switch (p->status.load(std::memory_order_acquire)) {
+      case p_status::syscall:
+        check_syscall(s, p, w, now, poke, r);
+        break;
+      case p_status::running:
+        check_running(s, p, w, now, r);
+        break;
+      default:
+        break;
+    }
+  }
+  // Work on the global queue that nobody is taking while some processor is
+  // hogged (or that we just moved there): make sure a processor runs it,
+  // lending a spare when every processor is busy.
+  const std::uint64_t taken = s.gq.taken_hint();
+  const bool gq_stuck = s.gq.size_hint() != 0 && taken == s.sysmon.gq_taken;
+  s.sysmon.gq_taken = taken;
+  if (r.hogged > 0 && (r.moved || gq_stuck)) {
+    if (s.npidle.load(std::memory_order_relaxed) > 0) {
+      wake_idle();
+    } else {
+      lend_spare();
+    }
+  }
+  if (r.hogged == 0) retire_idle_spares();
+  return r;
+}
+
+// sleep_for_ns: sleep ns (or until poked, if ns < 0). Returns true if poked.
+bool sleep_for_ns(sysmon_state& sm, std::int64_t ns) {
+  if (ns >= 0) {
+    timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    futex_wait(sm.wake, 0, &ts);
+  } else {
+    futex_wait(sm.wake, 0);  // until poked
+  }
+  // `deep` stays as it was: a poke that arrives while this tick runs then
+  // finds it set, stores `wake`, and the next sleep returns at once.
+  return sm.wake.exchange(0, std::memory_order_acquire) != 0;  // pairs with poke's release
+}
+
+// diagnostics: the deadlock check (when idle), the scheduler trace and the
+// SIGQUIT dump. Returns the longest it may sleep before its next duty.
+std::int64_t diagnostics(scheduler& s, bool idle, std::int64_t& next_trace,
+                         std::int64_t& next_partial) {
+  const std::int64_t now = now_ns();
+  std::int64_t cap = INT64_MAX;
+  if (g_mutex_waiters.load(std::memory_order_relaxed) != 0) {
+    if (now >= next_partial) {
+      partial_deadlock_tick(s, now);
+      next_partial = now + 1000 * ms;
+    }
+    cap = next_partial - now;  // keep looking while fibers wait for locks
+  }
+  if (sigquit_take()) {
+    std::ostringstream out;
+    out << "weft: SIGQUIT\n";
+    write_dump(s, out, SIZE_MAX);
+    std::fputs(out.str().c_str(), stderr);
+  }
+  if (s.schedtrace_ns > 0) {
+    if (now >= next_trace) {
+      std::fputs(schedtrace_line(s, now - s.started_ns).c_str(), stderr);
+      next_trace = now + s.schedtrace_ns;
+    }
+    cap = std::min(cap, next_trace - now);
+  }
+  if (idle && s.ph.load(std::memory_order_acquire) == phase::running) {
+    switch (deadlock_tick(s, now)) {
+      case deadlock_verdict::deadlocked:
+        // D2: hand the verdict to run(): stop, and wake it as the last idle
+        // machine would (every machine is idle).
+        s.ph.store(phase::stopping, std::memory_order_seq_cst);
+        s.all_idle.store(1, std::memory_order_release);
+        futex_wake(s.all_idle);
+        break;
+      case deadlock_verdict::watching:
+        cap = std::min(cap, deadlock_tick_ns);  // e.g. for a foreign party to exit
+        break;
+      case deadlock_verdict::impossible:
+        break;
+    }
+  }
+  return cap;
+}
+
+void loop(scheduler& s) {
+  ::prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);  // 20 us ticks must not become 70 us
+  sysmon_state& sm = s.sysmon;
+  sm.tid.store(static_cast<long>(::gettid()), std::memory_order_relaxed);
+  std::int64_t next_trace = now_ns();
+  std::int64_t next_partial = now_ns();
+  partial_deadlock_reset();
+  const std::int64_t max_tick = std::max(
+      min_tick,
+      std::min<std::int64_t>(10 * ms, std::chrono::nanoseconds(s.opts.hog_handoff).count() / 2));
+  // Coarse (and `deep`, so blocking calls poke) until something needs timing.
+  std::int64_t delay = max_tick;
+  int grace = 0;
+  poke_info poke;
+  while (!sm.stop.load(std::memory_order_acquire)) {
+    const std::int64_t now = now_ns();
+    const tick_result r = check_all(s, now, poke);
+    poke = poke_info{};
+    if (r.deadline != INT64_MAX && r.deadline - now_ns() < spin_window) {
+      // A blocking call becomes due within microseconds: a timed sleep
+      // would oversleep by tens of microseconds on a VM, so spin.
+      while (now_ns() < r.deadline && !sm.stop.load(std::memory_order_relaxed)) cpu_relax();
+      continue;
+    }
+    if (r.acted) {
+      delay = min_tick;
+      grace = grace_ticks;
+    } else if (r.probing) {
+      delay = min_tick;
+    } else if (grace > 0) {
+      --grace;
+    } else {
+      delay = std::min(delay * 2, max_tick);
+    }
+    const bool idle =
+        !r.busy && s.nactive.load(std::memory_order_relaxed) <= static_cast<int>(s.nprocs);
+    // seq_cst: published before the futex re-checks `wake`, so a poke
+    // racing with this store is either seen by the futex or not needed.
+    sm.deep.store(idle || delay >= deep_tick, std::memory_order_seq_cst);
+    std::int64_t sleep_ns = idle ? -1 : delay;
+    if (r.deadline != INT64_MAX) {
+      sleep_ns = std::max<std::int64_t>(0, r.deadline - now_ns() - spin_window / 2);
+    }
+    const std::int64_t cap = diagnostics(s, idle, next_trace, next_partial);
+    if (cap != INT64_MAX && (sleep_ns < 0 || sleep_ns > cap)) sleep_ns = std::max<std::int64_t>(0, cap);
+    if (!sleep_for_ns(sm, sleep_ns)) continue;
+    // Poked. By a blocking call: time that call now (it is handed off within
+    // about blocking_handoff; if it was short, the doubling resumes). By a
+    // processor starting work: coarse ticks suffice (hogs take 10 ms, and
+    // blocking calls will poke).
+    const auto poked_p = sm.poke_p.exchange(0, std::memory_order_acquire);
+    if (poked_p != 0) {
+      poke.p = &s.ps[poked_p - 1];
+      poke.tick = sm.poke_tick.load(std::memory_order_relaxed);
+      poke.at = sm.poked_at.load(std::memory_order_relaxed);
+      delay = min_tick;
+    } else {
+      delay = max_tick;
+    }
+  }
+}
+
+}  // namespace
+
+void sysmon_start(scheduler& s) {
+  s.sysmon.watch.assign(s.np_total, p_watch{});
+  s.sysmon.stop.store(false, std::memory_order_relaxed);
+  s.sysmon.thread = std::thread([&s] { loop(s); });
+}
+
+void sysmon_stop(scheduler& s) {
+  s.sysmon.stop.store(true, std::memory_order_release);
+  s.sysmon.wake.store(1, std::memory_order_release);
+  futex_wake(s.sysmon.wake);
+  if (s.sysmon.thread.joinable()) s.sysmon.thread.join();
+}
+
+std::uint64_t sysmon_handoffs(scheduler& s) noexcept {
+  return s.sysmon.handoffs.load(std::memory_order_relaxed);
+}
+
+void sysmon_poke(scheduler& s, const processor* blocked) noexcept {
+  sysmon_state& sm = s.sysmon;
+  if (!sm.deep.load(std::memory_order_relaxed)) return;  // it will look soon anyway
+  if (blocked != nullptr) {
+    // The mailbox: published by the release store of poke_p; the monitor's
+    // acquire exchange of poke_p pairs with it. A later poke may overwrite
+    // an unread one: that call is then timed from its first sighting.
+    sm.poked_at.store(now_ns(), std::memory_order_relaxed);
+    sm.poke_tick.store(blocked->syscalltick.load(std::memory_order_relaxed),
+                       std::memory_order_relaxed);
+    sm.poke_p.store(blocked->index + 1, std::memory_order_release);
+  }
+  // Only the first poke of a sleep pays for the system call; while `wake` is
+  // 1 the monitor's next futex_wait returns at once, so none is lost.
+  if (sm.wake.exchange(1, std::memory_order_acq_rel) == 0) futex_wake(sm.wake);
+}
 
 }  // namespace weft::detail

@@ -25,7 +25,7 @@ void sleep_until(std::chrono::steady_clock::time_point t) {
   pl.timers_lock().lock();
   pl.add_timer_locked(&tm);
   try {
-    detail::park(w, pl.timers_lock(), detail::wait_reason::sleep, &tm);
+    detail::park(w, pl.timers_lock(), detail::wait_reason::sleep, &tm, when);
   } catch (...) {
     // Unwound at shutdown: the timer must not outlive this frame.
     pl.timers_lock().lock();

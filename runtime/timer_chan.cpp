@@ -35,7 +35,7 @@
 //   channel without sending, and without a locked decrement.
 //   stop() must only touch the poller of a runtime that is alive: it runs on
 //   a runtime thread (a fiber, or run()'s thread unwinding fibers, both
-//   before the poller is destroyed) or pins the runtime (foreign_enter).
+//   before the poller is destroyed) or pins the runtime (runtime_pin).
 //   Unpinnable means no runtime (the timer was disposed with its run) or a
 //   runtime shutting down (dispose will drop the reference): nothing to do.
 //
@@ -55,9 +55,11 @@
 
 #include <atomic>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "runtime/debug_internal.hpp"
 #include "runtime/scheduler.hpp"
 #include "weft/time.hpp"
 
@@ -72,28 +74,26 @@ constexpr std::int64_t batch_min_ns = 64000;       // shorter after()s get their
 constexpr std::int64_t batch_max_granule = 50000;  // the most a batched after() fires late
 constexpr std::int64_t batch_divisor = 16;         // ...and at most d / batch_divisor late
 
-// runtime_pin: keeps the running runtime (and its poller) alive for the
-// scope, if there is one and it is not shutting down.
-class runtime_pin {
+// timer_pin: keeps the running runtime (and its poller) alive for the
+// scope, if there is one and it is not shutting down. On a runtime thread
+// the runtime outlives the call anyway (and its poller outlives run()'s
+// unwinding of fibers), so only other threads pay for a runtime_pin
+// (two locked operations).
+class timer_pin {
  public:
-  runtime_pin() noexcept {
+  timer_pin() noexcept {
     if (current_m() != nullptr) {
-      ok_ = true;  // a runtime thread: the runtime outlives this call
+      ok_ = true;
     } else {
-      foreign_ = true;
-      ok_ = foreign_enter();
+      pin_.emplace();
+      ok_ = static_cast<bool>(*pin_);
     }
   }
-  ~runtime_pin() {
-    if (foreign_ && ok_) foreign_exit();
-  }
-  runtime_pin(const runtime_pin&) = delete;
-  runtime_pin& operator=(const runtime_pin&) = delete;
   bool ok() const noexcept { return ok_; }
 
  private:
+  std::optional<runtime_pin> pin_;
   bool ok_ = false;
-  bool foreign_ = false;
 };
 
 time_point from_ns(std::int64_t ns) noexcept {
@@ -259,7 +259,7 @@ void arm_batched(tstate* s, std::int64_t when, std::int64_t granule) {
 }  // namespace
 
 chan<time_point> make_after(std::int64_t ns) {
-  runtime_pin pin;
+  timer_pin pin;
   if (!pin.ok()) throw_no_runtime("weft::after");
   tstate* s = tstate::create(1);
   chan<time_point> c = chan_access::adopt(s);
@@ -277,7 +277,7 @@ chan<time_point> make_after(std::int64_t ns) {
 }
 
 chan<time_point> make_ticker(std::int64_t period_ns) {
-  runtime_pin pin;
+  timer_pin pin;
   if (!pin.ok()) throw_no_runtime("weft::ticker");
   tstate* s = tstate::create(1);
   chan<time_point> c = chan_access::adopt(s);
@@ -288,7 +288,7 @@ chan<time_point> make_ticker(std::int64_t period_ns) {
 void stop_ticker(const chan<time_point>& c) noexcept {
   tstate* s = chan_access::state(c);
   if (s == nullptr) return;
-  runtime_pin pin;
+  timer_pin pin;
   if (!pin.ok()) return;  // see Design: nothing of a live runtime to touch
   poller& pl = g_sched->poll;
   pl.timers_lock().lock();

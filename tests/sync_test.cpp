@@ -63,9 +63,11 @@ TEST_CASE("mutex hands the lock to waiters in arrival order") {
         wg.add(5);
         for (int i = 0; i < 5; ++i) {
           weft::go([&, i] {
-            std::lock_guard<weft::mutex> lk(mu);
-            order.push_back(i);
-            wg.done();
+            {
+              std::lock_guard<weft::mutex> lk(mu);
+              order.push_back(i);
+            }
+            wg.done();  // after the unlock: main may destroy mu once all are done
           });
           weft::yield();  // let it queue on the mutex before starting the next
         }
@@ -185,6 +187,7 @@ TEST_CASE("condition_variable notify_all wakes every waiter") {
         ++waiting;
         cv.wait(lk, [&] { return ready; });
         ++woke;
+        lk.unlock();  // before done(): main may destroy mu once all are done
         wg.done();
       });
     }
@@ -261,20 +264,21 @@ TEST_CASE("a plain thread waits on a condition_variable that a fiber notifies") 
     weft::mutex mu;
     weft::condition_variable cv;
     bool done = false;
-    bool timed_out_first = false;
+    std::atomic<bool> timed_out{false};
     std::thread t([&] {
       std::unique_lock<weft::mutex> lk(mu);
-      timed_out_first = !cv.wait_for(lk, std::chrono::milliseconds(5), [&] { return done; });
+      // Nobody notifies before this returns: the fiber waits for timed_out.
+      timed_out = !cv.wait_for(lk, std::chrono::milliseconds(5), [&] { return done; });
       cv.wait(lk, [&] { return done; });
     });
-    weft::sleep_for(std::chrono::milliseconds(20));
+    while (!timed_out.load()) weft::sleep_for(std::chrono::milliseconds(1));
     {
       std::lock_guard<weft::mutex> lk(mu);
       done = true;
     }
     cv.notify_all();
     t.join();
-    CHECK(timed_out_first);
+    CHECK(timed_out.load());
   });
 }
 

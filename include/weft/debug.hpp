@@ -16,11 +16,13 @@ struct runtime_stats {
   std::uint64_t fibers_parked;     // waiting in a channel, lock, timer or poller
   std::uint64_t fibers_started;    // since run started, main included
   std::uint64_t workers;           // processors (options::workers)
-  std::uint64_t threads;           // OS threads the runtime created and still has
-  std::uint64_t idle_threads;      // of those, parked with nothing to do
+  std::uint64_t threads;           // OS threads the runtime created and still has:
+                                   // workers (spares included), the poller and sysmon
+  std::uint64_t idle_threads;      // workers parked with nothing to do (spares)
   std::uint64_t context_switches;  // fiber switches
   std::uint64_t steals;            // successful thefts from another processor
-  std::uint64_t handoffs;          // processors taken from stuck workers by sysmon
+  std::uint64_t handoffs;          // sysmon hand-offs: processors taken from blocking
+                                   // calls, and queues moved off hogging fibers
   std::uint64_t netpoll_wakeups;   // fibers woken by the netpoller
 };
 

@@ -13,6 +13,7 @@
 
 #include "weft/detail/park.hpp"
 #include "weft/detail/spinlock.hpp"
+#include "weft/runtime.hpp"
 
 namespace weft {
 
@@ -40,6 +41,11 @@ struct node_queue {
 
 void unpark_all(sync_node* list) noexcept;
 std::int64_t steady_ns(std::chrono::steady_clock::time_point t) noexcept;
+// For the lock-cycle detector (runtime/deadlock.cpp): the id of the fiber
+// holding a weft::mutex (0: a plain thread, or unlocked), and the number of
+// fibers waiting for one.
+std::uint64_t mutex_owner(const void* m) noexcept;
+extern std::atomic<std::int64_t> g_mutex_waiters;
 }  // namespace detail
 
 // mutex: a fiber-parking mutual-exclusion lock, FIFO and starvation-free:
@@ -55,15 +61,21 @@ class mutex {
   // owner deadlocks, as with std::mutex.
   void lock() {
     std::uint32_t expected = 0;
-    if (state_.compare_exchange_strong(expected, locked, std::memory_order_acquire)) return;
+    if (state_.compare_exchange_strong(expected, locked, std::memory_order_acquire)) {
+      owner_.store(this_fiber_id(), std::memory_order_relaxed);
+      return;
+    }
     lock_slow();
   }
   bool try_lock() noexcept {
     std::uint32_t expected = 0;
-    return state_.compare_exchange_strong(expected, locked, std::memory_order_acquire);
+    if (!state_.compare_exchange_strong(expected, locked, std::memory_order_acquire)) return false;
+    owner_.store(this_fiber_id(), std::memory_order_relaxed);
+    return true;
   }
   // unlock: must be called by the owner; unlocking an unlocked mutex aborts.
   void unlock() {
+    owner_.store(0, std::memory_order_relaxed);
     std::uint32_t expected = locked;
     if (state_.compare_exchange_strong(expected, 0, std::memory_order_release)) return;
     unlock_slow();
@@ -77,8 +89,14 @@ class mutex {
   // locked | has_waiters. has_waiters changes only under lk_; with waiters
   // queued, unlock keeps `locked` set and hands ownership to the first.
   std::atomic<std::uint32_t> state_{0};
+  // The holder's fiber id, for diagnostics only (lock cycles): written by
+  // the holder (or by unlock when it hands the lock over), read by sysmon;
+  // relaxed, since a detector that needs a wait of a second tolerates a
+  // value nanoseconds stale.
+  std::atomic<std::uint64_t> owner_{0};
   detail::spinlock lk_;
   detail::node_queue waiters_;  // guarded by lk_
+  friend std::uint64_t detail::mutex_owner(const void* m) noexcept;
 };
 
 // condition_variable: waits take std::unique_lock<weft::mutex>&. No

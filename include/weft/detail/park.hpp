@@ -28,16 +28,18 @@ struct fiber;
 // wait_reason: what a parked fiber waits for, for dumps and diagnostics.
 enum class wait_reason : std::uint8_t {
   none,
-  chan_send,
-  chan_recv,
-  select,
-  select_forever,
-  mutex,
-  cond,
-  wait_group,
-  sleep,
-  netpoll_read,
-  netpoll_write,
+  chan_send,       // obj: the channel
+  chan_recv,       // obj: the channel
+  select,          // obj: the select; note: number of cases
+  select_forever,  // select with no cases (or only nil channels)
+  mutex,           // obj: the mutex
+  cond,            // obj: the condition_variable; note: deadline ns or 0
+  wait_group,      // obj: the wait_group
+  sleep,           // note: deadline (steady_clock ns)
+  netpoll_read,    // note: the descriptor
+  netpoll_write,   // note: the descriptor
+  netpoll_accept,  // note: the descriptor
+  blocking_call,   // not parked: running inside weft::blocking (for dumps)
 };
 
 // waiter: one blocked party. Lives on the blocked party's stack for the
@@ -58,12 +60,14 @@ struct waiter {
 
 // park: block the calling party (see the protocol above). `release(arg)`
 // runs exactly once: after the fiber's context is saved, or for an OS
-// thread before it sleeps.
-void park(waiter& w, void (*release)(void*), void* arg, wait_reason why, const void* obj);
+// thread before it sleeps. `why`, `obj` and `note` describe the wait for
+// dumps and the deadlock detector (see wait_reason).
+void park(waiter& w, void (*release)(void*), void* arg, wait_reason why, const void* obj,
+          std::int64_t note = 0);
 
-inline void park(waiter& w, spinlock& lk, wait_reason why, const void* obj) {
+inline void park(waiter& w, spinlock& lk, wait_reason why, const void* obj, std::int64_t note = 0) {
   park(
-      w, [](void* l) { static_cast<spinlock*>(l)->unlock(); }, &lk, why, obj);
+      w, [](void* l) { static_cast<spinlock*>(l)->unlock(); }, &lk, why, obj, note);
 }
 
 // unpark: make a party blocked in park() runnable again. Call exactly once

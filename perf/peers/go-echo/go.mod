@@ -1,0 +1,3 @@
+module weft-go-echo
+
+go 1.19

@@ -1,0 +1,3 @@
+module weft-go-http
+
+go 1.19

@@ -1,0 +1,66 @@
+#pragma once
+// debug_internal.hpp: diagnostics shared between runtime files: dumps and
+// the scheduler trace (debug.cpp), deadlock detection and the tracking of
+// foreign threads (deadlock.cpp), and the guard that keeps a runtime alive
+// while a non-runtime thread inspects it (runtime.cpp).
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+namespace weft::detail {
+
+struct scheduler;
+
+// runtime_pin: while it lives and is true, g_sched stays valid (it holds a
+// foreign_inflight slot; runtime.cpp L1).
+class runtime_pin {
+ public:
+  runtime_pin() noexcept;
+  ~runtime_pin();
+  runtime_pin(const runtime_pin&) = delete;
+  runtime_pin& operator=(const runtime_pin&) = delete;
+  explicit operator bool() const noexcept { return ok_; }
+
+ private:
+  bool ok_ = false;
+};
+
+// write_dump: the fiber dump, at most `limit` fibers listed. Returns the
+// number of live fibers.
+std::size_t write_dump(scheduler& s, std::ostream& out, std::size_t limit);
+std::string schedtrace_line(scheduler& s, std::int64_t since_start_ns);
+
+// SIGQUIT dumps (WEFT_SIGQUIT=dump): install/remove around a run; sysmon
+// takes the pending request and prints.
+void sigquit_install();
+void sigquit_remove();
+bool sigquit_take();
+
+// Foreign threads (deadlock.cpp). parties_begin: after the runtime started
+// its own threads, remember which threads exist. note_foreign_call: the
+// calling thread (not a runtime thread) is calling into weft; it is a
+// possible party from now on.
+void parties_begin(scheduler& s);
+void note_foreign_call() noexcept;
+
+// deadlock_tick: sysmon's check, when every processor is idle.
+// impossible: something can still wake a fiber by itself (a timer, a
+// descriptor, a busy processor), so sysmon may sleep until poked; watching:
+// look again within 20 ms; deadlocked: confirmed, the message is in
+// s.deadlock_message.
+enum class deadlock_verdict { impossible, watching, deadlocked };
+deadlock_verdict deadlock_tick(scheduler& s, std::int64_t now);
+
+// partial_deadlock_tick: sysmon's once-a-second look for fibers stuck on
+// weft::mutex cycles (or on locks held by finished fibers), which it
+// reports once each as a warning. partial_deadlock_reset: at run start.
+void partial_deadlock_tick(scheduler& s, std::int64_t now);
+void partial_deadlock_reset();
+
+// describe_fiber: one dump line, e.g.
+// "fiber 7 [mutex 0x5610, 2.31 s]: started at main.cpp:12".
+struct fiber;
+std::string describe_fiber(const fiber& f, std::int64_t now, std::int64_t now_coarse);
+
+}  // namespace weft::detail

@@ -1,0 +1,213 @@
+// debug_test.cpp: deadlock detection and fiber dumps.
+
+#include <unistd.h>
+
+#include <atomic>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "support.hpp"
+
+using namespace std::chrono;
+
+TEST_SUITE_BEGIN("debug");
+
+namespace {
+// run_expecting_deadlock: run body; returns deadlock_error::what(), or ""
+// if run returned normally.
+template <class Body>
+std::string deadlock_message(unsigned workers, Body body) {
+  weft::options o;
+  o.workers = workers;
+  try {
+    weft::run(body, o);
+  } catch (const weft::deadlock_error& e) {
+    test::check_teardown();
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("main waiting on a condition variable nobody notifies ends in deadlock_error") {
+  for (unsigned w : test::worker_counts) {
+    CAPTURE(w);
+    const std::string msg = deadlock_message(w, [] {
+      weft::mutex mu;
+      weft::condition_variable cv;
+      std::unique_lock<weft::mutex> lk(mu);
+      cv.wait(lk);
+    });
+    CHECK(msg.rfind("weft: all fibers are asleep - deadlock!", 0) == 0);
+    CHECK(msg.find("[condition_variable 0x") != std::string::npos);
+    CHECK(msg.find("(main)") != std::string::npos);
+    CHECK(msg.find("debug_test.cpp") != std::string::npos);
+  }
+}
+
+TEST_CASE("a wait_group that never reaches zero ends in deadlock_error") {
+  for (unsigned w : test::worker_counts) {
+    CAPTURE(w);
+    const std::string msg = deadlock_message(w, [] {
+      weft::wait_group wg;
+      wg.add(2);
+      weft::go([&] { wg.done(); });
+      wg.wait();
+    });
+    CHECK(msg.rfind("weft: all fibers are asleep - deadlock!", 0) == 0);
+    CHECK(msg.find("[wait_group 0x") != std::string::npos);
+  }
+}
+
+TEST_CASE("two fibers each waiting for a lock the other holds end in deadlock_error") {
+  for (unsigned w : test::worker_counts) {
+    CAPTURE(w);
+    const std::string msg = deadlock_message(w, [] {
+      weft::mutex a, b;
+      weft::wait_group both_hold, done;
+      both_hold.add(2);
+      done.add(2);
+      weft::go([&] {
+        std::lock_guard<weft::mutex> la(a);
+        both_hold.done();
+        both_hold.wait();
+        std::lock_guard<weft::mutex> lb(b);
+        done.done();
+      });
+      weft::go([&] {
+        std::lock_guard<weft::mutex> lb(b);
+        both_hold.done();
+        both_hold.wait();
+        std::lock_guard<weft::mutex> la(a);
+        done.done();
+      });
+      done.wait();
+    });
+    CHECK(msg.find("deadlock!") != std::string::npos);
+    CHECK(msg.find("[mutex 0x") != std::string::npos);
+  }
+}
+
+TEST_CASE("a fiber sleeping 200 ms before it notifies is not a deadlock") {
+  test::for_each_workers([](unsigned) {
+    weft::mutex mu;
+    weft::condition_variable cv;
+    bool ready = false;
+    weft::go([&] {
+      weft::sleep_for(milliseconds(200));
+      std::lock_guard<weft::mutex> lk(mu);
+      ready = true;
+      cv.notify_one();
+    });
+    std::unique_lock<weft::mutex> lk(mu);
+    cv.wait(lk, [&] { return ready; });
+    CHECK(ready);
+  });
+}
+
+TEST_CASE("a foreign thread that notifies after 200 ms is a possible party, not a deadlock") {
+  test::for_each_workers([](unsigned) {
+    weft::mutex mu;
+    weft::condition_variable cv;
+    bool ready = false;
+    std::thread t([&] {
+      std::this_thread::sleep_for(milliseconds(200));
+      std::lock_guard<weft::mutex> lk(mu);
+      ready = true;
+      cv.notify_one();
+    });
+    {
+      std::unique_lock<weft::mutex> lk(mu);
+      cv.wait(lk, [&] { return ready; });
+    }
+    t.join();
+    CHECK(ready);
+  });
+}
+
+TEST_CASE("a deadlock is reported soon after it happens") {
+  weft::options o;
+  o.workers = 2;
+  steady_clock::time_point stuck;
+  const auto t0 = steady_clock::now();
+  CHECK_THROWS_AS(weft::run(
+                      [&] {
+                        weft::mutex mu;
+                        weft::condition_variable cv;
+                        std::unique_lock<weft::mutex> lk(mu);
+                        stuck = steady_clock::now();
+                        cv.wait(lk);
+                      },
+                      o),
+                  weft::deadlock_error);
+  const auto took = duration_cast<milliseconds>(steady_clock::now() - stuck).count();
+  CAPTURE(took);
+  CHECK(took < (test::sanitized ? 500 : 150));  // detection within 100 ms, plus shutdown
+  (void)t0;
+}
+
+TEST_CASE("dump_fibers lists every fiber with its state, wait reason and start site") {
+  weft::options o;
+  o.workers = 2;
+  weft::run(
+      [] {
+        weft::mutex mu;
+        weft::condition_variable cv;
+        weft::wait_group wg, parked;
+        std::atomic<bool> in_blocking{false}, release{false};
+        mu.lock();
+        parked.add(3);
+        wg.add(2);
+        weft::go([&] {  // waits for the mutex main holds
+          parked.done();
+          { std::lock_guard<weft::mutex> lk(mu); }
+          wg.done();
+        });
+        weft::go([&] {  // sleeps
+          parked.done();
+          weft::sleep_for(seconds(30));
+        });
+        weft::go([&] {  // inside a blocking call
+          weft::blocking([&] {
+            in_blocking = true;
+            while (!release.load()) ::usleep(1000);
+          });
+          wg.done();
+        });
+        weft::go([&] {  // waits on a wait_group forever (unwound at shutdown)
+          weft::wait_group never;
+          never.add(1);
+          parked.done();
+          never.wait();
+        });
+        parked.wait();
+        while (!in_blocking.load()) weft::yield();
+        weft::sleep_for(milliseconds(20));  // probe: let the parkers reach their waits
+        std::ostringstream out;
+        weft::dump_fibers(out);
+        const std::string d = out.str();
+        CAPTURE(d);
+        CHECK(d.find("weft: ") == 0);
+        CHECK(d.find("[running]: started at") != std::string::npos);  // main, dumping
+        CHECK(d.find("(main)") != std::string::npos);
+        CHECK(d.find("[mutex 0x") != std::string::npos);
+        CHECK(d.find("[sleep until +") != std::string::npos);
+        CHECK(d.find("[blocking]") != std::string::npos);
+        CHECK(d.find("[wait_group 0x") != std::string::npos);
+        CHECK(d.find("debug_test.cpp:") != std::string::npos);
+        release = true;
+        mu.unlock();
+        wg.wait();  // the fibers that use main's objects are done with them
+        (void)cv;
+      },
+      o);
+}
+
+TEST_CASE("dump_fibers outside a runtime says so") {
+  std::ostringstream out;
+  weft::dump_fibers(out);
+  CHECK(out.str() == "weft: no runtime running\n");
+}
+
+TEST_SUITE_END();

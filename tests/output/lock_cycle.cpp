@@ -1,0 +1,34 @@
+// Two fibers deadlock on two mutexes while a third sleeps on a timer (so
+// the program as a whole is not deadlocked): the warning names the two.
+#include <chrono>
+#include <cstdio>
+#include <weft/weft.hpp>
+
+weft::mutex a, b;
+
+int main() {
+  weft::options o;
+  o.workers = 2;
+  weft::run(
+      [] {
+        weft::wait_group both_hold;
+        both_hold.add(2);
+        weft::go([&] {
+          std::lock_guard<weft::mutex> la(a);
+          both_hold.done();
+          both_hold.wait();
+          std::lock_guard<weft::mutex> lb(b);
+        });
+        weft::go([&] {
+          std::lock_guard<weft::mutex> lb(b);
+          both_hold.done();
+          both_hold.wait();
+          std::lock_guard<weft::mutex> la(a);
+        });
+        weft::go([] { weft::sleep_for(std::chrono::hours(1)); });
+        both_hold.wait();
+        weft::sleep_for(std::chrono::milliseconds(2500));  // probe: the warning comes meanwhile
+      },
+      o);
+  std::fputs("main returned\n", stderr);
+}

@@ -1,0 +1,195 @@
+// sysmon_test.cpp: blocking calls and CPU hogs never stall the other fibers.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace std::chrono;
+
+TEST_SUITE_BEGIN("sysmon");
+
+namespace {
+constexpr std::initializer_list<unsigned> sysmon_workers = {1, 2};
+}
+
+TEST_CASE("with every worker inside a blocking call, other fibers keep running and timers stay on time") {
+  test::for_each_workers(
+      [](unsigned w) {
+        std::atomic<int> inside{0};
+        std::atomic<bool> blockers_done{false};
+        std::atomic<long> yields_during{0};
+        std::atomic<long> worst_late_us{0};
+        std::atomic<int> ticks{0};
+        weft::wait_group wg;
+        wg.add(static_cast<int>(w) + 2);
+        weft::go([&] {  // yields and counts while the blockers sleep
+          while (inside.load() < static_cast<int>(w)) weft::yield();
+          while (!blockers_done.load()) {
+            weft::yield();
+            yields_during++;
+          }
+          wg.done();
+        });
+        weft::go([&] {  // a 1 ms ticker built on sleep_for
+          while (inside.load() < static_cast<int>(w)) weft::yield();
+          while (!blockers_done.load()) {
+            const auto due = steady_clock::now() + milliseconds(1);
+            weft::sleep_for(milliseconds(1));
+            const long late = duration_cast<microseconds>(steady_clock::now() - due).count();
+            long prev = worst_late_us.load();
+            while (late > prev && !worst_late_us.compare_exchange_weak(prev, late)) {
+            }
+            ticks++;
+          }
+          wg.done();
+        });
+        weft::wait_group blockers;
+        blockers.add(static_cast<int>(w));
+        for (unsigned i = 0; i < w; ++i) {
+          weft::go([&] {
+            weft::blocking([&] {
+              inside++;
+              ::usleep(300'000);
+            });
+            blockers.done();
+            wg.done();
+          });
+        }
+        blockers.wait();
+        blockers_done = true;
+        wg.wait();
+        CAPTURE(worst_late_us.load());
+        CHECK(yields_during.load() >= 1000);
+        CHECK(ticks.load() >= 100);
+        CHECK(worst_late_us.load() < (test::sanitized ? 20000 : 5000));
+        CHECK(weft::stats().handoffs >= 1);
+      },
+      sysmon_workers);
+}
+
+TEST_CASE("a fiber spinning without yielding does not stop the fibers queued behind it") {
+  test::for_each_workers(
+      [](unsigned w) {
+        std::atomic<bool> stop{false};
+        weft::wait_group hogs;
+        hogs.add(static_cast<int>(w));
+        const auto t0 = steady_clock::now();
+        for (unsigned i = 0; i < w; ++i) {
+          weft::go([&] {
+            // The `while (true)` problem: 300 ms of CPU, no scheduling point.
+            const auto until = steady_clock::now() + milliseconds(300);
+            while (steady_clock::now() < until && !stop.load(std::memory_order_relaxed)) {
+            }
+            hogs.done();
+          });
+        }
+        // Let the hogs start on every worker; main is now queued behind one.
+        weft::yield();
+        const auto resumed = steady_clock::now();
+        stop = true;
+        hogs.wait();
+        const auto waited = duration_cast<milliseconds>(resumed - t0).count();
+        CAPTURE(waited);
+        // hog_handoff (10 ms) + 20 ms, as the issue states.
+        CHECK(waited < 30 + (test::sanitized ? 20 : 0));
+      },
+      sysmon_workers);
+}
+
+TEST_CASE("a thousand fibers in short blocking calls finish with the thread count bounded") {
+  test::for_each_workers(
+      [](unsigned w) {
+        constexpr int n = 1000;
+        std::atomic<int> done{0};
+        std::atomic<std::uint64_t> max_threads{0};
+        std::atomic<bool> finished{false};
+        weft::wait_group wg;
+        wg.add(n);
+        weft::go([&] {  // sample the thread count while they run
+          while (!finished.load()) {
+            const std::uint64_t t = weft::stats().threads;
+            std::uint64_t prev = max_threads.load();
+            while (t > prev && !max_threads.compare_exchange_weak(prev, t)) {
+            }
+            weft::sleep_for(milliseconds(1));
+          }
+        });
+        for (int i = 0; i < n; ++i) {
+          weft::go([&] {
+            weft::blocking([] { ::usleep(1000); });
+            done++;
+            wg.done();
+          });
+        }
+        wg.wait();
+        finished = true;
+        CHECK(done.load() == n);
+        CAPTURE(max_threads.load());
+        // One thread per concurrent blocking call at most, plus the workers,
+        // spares, poller and sysmon: never a thread per fiber beyond that.
+        CHECK(max_threads.load() <= n + 2 * w + 2);
+        CHECK(max_threads.load() >= 1);
+      },
+      sysmon_workers);
+}
+
+TEST_CASE("blocking returns what f returns and rethrows what f throws") {
+  test::for_each_workers(
+      [](unsigned) {
+        CHECK(weft::blocking([] { return 41 + 1; }) == 42);
+        auto p = weft::blocking([] { return std::make_unique<int>(7); });
+        CHECK(*p == 7);
+        int x = 3;
+        int& r = weft::blocking([&]() -> int& { return x; });
+        CHECK(&r == &x);
+        CHECK_THROWS_WITH_AS(weft::blocking([]() -> int { throw std::runtime_error("io error"); }),
+                             "io error", std::runtime_error);
+        // A long call that throws after its processor was handed off.
+        CHECK_THROWS_AS(weft::blocking([] {
+                          ::usleep(20000);
+                          throw std::out_of_range("late");
+                        }),
+                        std::out_of_range);
+        CHECK(weft::in_fiber());
+      },
+      sysmon_workers);
+}
+
+TEST_CASE("blocking outside a fiber just calls f on the calling thread") {
+  const auto id = std::this_thread::get_id();
+  CHECK(weft::blocking([&] { return std::this_thread::get_id() == id; }));
+  CHECK_THROWS_AS(weft::blocking([] { throw std::logic_error("x"); }), std::logic_error);
+}
+
+TEST_CASE("a fiber inside blocking may use channels-free weft calls like a plain thread") {
+  test::for_each_workers(
+      [](unsigned) {
+        weft::mutex mu;
+        weft::wait_group wg;
+        int value = 0;
+        wg.add(1);
+        weft::blocking([&] {
+          // go() from inside blocking queues globally; wait_group and mutex
+          // block this thread rather than park the fiber.
+          weft::go([&] {
+            std::lock_guard<weft::mutex> lk(mu);
+            value = 5;
+            wg.done();
+          });
+          wg.wait();
+          std::lock_guard<weft::mutex> lk(mu);
+          CHECK(value == 5);
+        });
+      },
+      sysmon_workers);
+}
+
+TEST_SUITE_END();
