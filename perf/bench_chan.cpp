@@ -56,7 +56,7 @@ bench::result pingpong(bench::params& p) {
       opts_of(p));
   return r;
 }
-WEFT_BENCH("pingpong", "ns/roundtrip", 1, 1000000, pingpong);
+WEFT_BENCH("pingpong", "ns/roundtrip", 0, 1000000, pingpong);
 
 bench::result chan_mpmc(bench::params& p) {
   bench::result r;
