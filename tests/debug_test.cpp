@@ -187,15 +187,19 @@ TEST_CASE("dump_fibers lists every fiber with its state, wait reason and start s
         std::ostringstream out;
         weft::dump_fibers(out);
         const std::string d = out.str();
-        CAPTURE(d);
-        CHECK(d.find("weft: ") == 0);
-        CHECK(d.find("[running]: started at") != std::string::npos);  // main, dumping
-        CHECK(d.find("(main)") != std::string::npos);
-        CHECK(d.find("[mutex 0x") != std::string::npos);
-        CHECK(d.find("[sleep until +") != std::string::npos);
-        CHECK(d.find("[blocking]") != std::string::npos);
-        CHECK(d.find("[wait_group 0x") != std::string::npos);
-        CHECK(d.find("debug_test.cpp:") != std::string::npos);
+        {
+          // CAPTURE keeps a thread-local context stack: its scope must not
+          // span a point where this fiber may migrate (wg.wait() below).
+          CAPTURE(d);
+          CHECK(d.find("weft: ") == 0);
+          CHECK(d.find("[running]: started at") != std::string::npos);  // main, dumping
+          CHECK(d.find("(main)") != std::string::npos);
+          CHECK(d.find("[mutex 0x") != std::string::npos);
+          CHECK(d.find("[sleep until +") != std::string::npos);
+          CHECK(d.find("[blocking]") != std::string::npos);
+          CHECK(d.find("[wait_group 0x") != std::string::npos);
+          CHECK(d.find("debug_test.cpp:") != std::string::npos);
+        }
         release = true;
         mu.unlock();
         wg.wait();  // the fibers that use main's objects are done with them
