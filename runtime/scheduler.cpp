@@ -266,9 +266,10 @@ inline void fire_timers(processor* p) noexcept {
 
 // steal_work: four passes over the other processors in a random order,
 // taking half of a victim's ring. Only the last pass may take a victim's
-// `next` fiber, and only one that stayed there for a few microseconds: its
-// owner is usually about to run it (a channel handoff), and stealing it
-// would move a ping-pong pair across cores (Go waits 3 us the same way).
+// `next` fiber, and only from a victim that has not switched for a few
+// microseconds: otherwise its owner is about to run it (a channel handoff),
+// and stealing it would move a ping-pong pair across cores (Go waits 3 us
+// the same way).
 fiber* steal_work(machine* m, processor* p) noexcept {
   const unsigned n = S().np_total;
   fiber* buf[local_queue_size / 2];
@@ -283,9 +284,14 @@ fiber* steal_work(machine* m, processor* p) noexcept {
       if (v->runq.ring_looks_empty()) {
         fiber* nx = last ? v->runq.peek_next() : nullptr;
         if (nx == nullptr) continue;
+        // Only if the victim is not switching: a processor that keeps
+        // switching (ping-pong through its `next` slot) runs that fiber in
+        // nanoseconds; comparing `next` itself would be fooled by the pair
+        // alternating in it.
+        const std::uint64_t tick = v->schedtick.load(std::memory_order_relaxed);
         const std::int64_t until = now_ns() + 3000;
-        while (v->runq.peek_next() == nx && now_ns() < until) cpu_relax();
-        if (v->runq.peek_next() != nx || !v->runq.ring_looks_empty()) continue;
+        while (v->schedtick.load(std::memory_order_relaxed) == tick && now_ns() < until) cpu_relax();
+        if (v->schedtick.load(std::memory_order_relaxed) != tick || !v->runq.ring_looks_empty()) continue;
         take_next = true;
       }
       const std::uint32_t k = v->runq.steal(buf, take_next);
