@@ -255,9 +255,11 @@ fiber* pick_local(processor* p) noexcept {
 
 // fire_timers: every 61st scheduling decision a worker fires the timers
 // that are due itself (poller.hpp), so they stay punctual when the poller
-// thread gets no CPU. Only at points where the caller holds no runtime lock:
-// a timer callback takes the timers lock and channel locks, and a parking
-// fiber still holds the lock its park releases.
+// thread gets no CPU. Only where the caller is between operations: in
+// yield, in a finishing fiber and on g0. Not in park: the parking fiber
+// holds the lock its park releases, and a fiber just resumed from park is
+// still inside its channel, select or lock operation, whose objects a
+// timer callback (an after() channel's send) may touch.
 inline void fire_timers(processor* p) noexcept {
   if (!p->check_timers) return;
   p->check_timers = false;
@@ -337,26 +339,48 @@ bool any_work() noexcept {
 // Submitters seeing a spinning machine do not wake another, so a producer
 // that readies a fiber every few microseconds (ping-pong across workers, a
 // pipeline) does not pay a futex wake (several microseconds, on the
-// producer's own thread) each time, and the consumer starts without a
-// thread wake-up. Go's spinning machines give up after a few steal passes;
-// here a futex wake costs ~30x a context switch, which shifts the balance.
-// The price is at most linger_ns of one core after a burst of work ends.
-// Returns true when work may be there.
+// producer's own thread) each time. Go's spinning machines give up after a
+// few steal passes; here a futex wake costs ~30x a context switch, which
+// shifts the balance. The price is at most linger_ns of one core after a
+// burst of work ends.
+// It goes back to stealing only for work that its owner is not taking: a
+// ring whose head has not moved for ~2 us, or the global queue. A fiber
+// that a busy processor readied and is about to run (a select's sender, a
+// pipeline stage) stays where it is: stealing it would cost the victim an
+// IPI (asym_heavy) and the pair a cache-line round trip per message.
+// Returns true when there is work to take.
 bool linger(machine* m, processor* p) noexcept {
   constexpr std::int64_t linger_ns = 50 * 1000;
+  constexpr std::int64_t stuck_ns = 2 * 1000;
   if (S().nactive.load(std::memory_order_relaxed) - S().npidle.load(std::memory_order_relaxed) <= 1) {
     return false;  // nobody else is running: nothing will show up soon
   }
+  const unsigned n = S().np_total;
+  std::uint32_t heads[64];
+  std::int64_t seen[64];
+  const unsigned watched = n < 64 ? n : 64;
+  for (unsigned i = 0; i < watched; ++i) seen[i] = 0;
   const std::int64_t until = now_ns() + linger_ns;
   for (;;) {
     for (int i = 0; i < 64; ++i) cpu_relax();
     if (m->exiting || S().ph.load(std::memory_order_relaxed) != phase::running) return true;
     if (S().gq.size_hint() != 0 || !p->runq.looks_empty()) return true;
-    for (unsigned i = 0; i < S().np_total; ++i) {
-      // A ring with fibers in it; a lone `next` fiber is its owner's to run.
-      if (!S().ps[i].runq.ring_looks_empty()) return true;
-    }
     const std::int64_t now = now_ns();
+    for (unsigned i = 0; i < n; ++i) {
+      const run_queue<local_queue_size>& q = S().ps[i].runq;
+      if (q.ring_looks_empty()) {
+        if (i < watched) seen[i] = 0;
+        continue;
+      }
+      if (i >= watched) return true;
+      const std::uint32_t h = q.head_hint();
+      if (seen[i] == 0 || heads[i] != h) {  // new, or its owner is taking from it
+        heads[i] = h;
+        seen[i] = now;
+      } else if (now - seen[i] >= stuck_ns) {
+        return true;  // queued and nobody takes it
+      }
+    }
     if (S().poll.earliest() <= now) {
       p->check_timers = true;
       return true;
@@ -641,10 +665,6 @@ void park_current(switch_action release, wait_reason why, const void* obj, std::
   }
   // Resumed, perhaps on another machine: re-read nothing cached above.
   self->reason.store(wait_reason::none, std::memory_order_relaxed);
-  {
-    machine* now_m = current_m();
-    if (now_m->p != nullptr && !now_m->in_blocking) fire_timers(now_m->p);  // no lock held now
-  }
   if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
 }
 
