@@ -7,6 +7,9 @@
 #include <string>
 #include <thread>
 
+#include <weft/chan.hpp>
+#include <weft/select.hpp>
+
 #include "support.hpp"
 
 using namespace std::chrono;
@@ -87,6 +90,63 @@ TEST_CASE("two fibers each waiting for a lock the other holds end in deadlock_er
     CHECK(msg.find("deadlock!") != std::string::npos);
     CHECK(msg.find("[mutex 0x") != std::string::npos);
   }
+}
+
+TEST_CASE("two fibers each receiving from the channel only the other sends on end in deadlock_error") {
+  for (unsigned w : test::worker_counts) {
+    CAPTURE(w);
+    const std::string msg = deadlock_message(w, [] {
+      weft::chan<int> a, b;
+      weft::wait_group done;
+      done.add(2);
+      weft::go([&, a, b] {
+        a.recv();  // b's owner sends on a only after it hears on b
+        b.send(1);
+        done.done();
+      });
+      weft::go([&, a, b] {
+        b.recv();
+        a.send(1);
+        done.done();
+      });
+      done.wait();
+    });
+    CHECK(msg.rfind("weft: all fibers are asleep - deadlock!", 0) == 0);
+    CHECK(msg.find("[chan recv 0x") != std::string::npos);
+  }
+}
+
+TEST_CASE("main receiving from a channel nobody sends on ends in deadlock_error") {
+  for (unsigned w : test::worker_counts) {
+    CAPTURE(w);
+    const std::string msg = deadlock_message(w, [] {
+      weft::chan<int> c;
+      c.recv();
+    });
+    CHECK(msg.rfind("weft: all fibers are asleep - deadlock!", 0) == 0);
+    const auto main_line = msg.substr(msg.rfind('\n', msg.find("(main)")) + 1);
+    CHECK(main_line.find("[chan recv 0x") != std::string::npos);
+  }
+}
+
+TEST_CASE("a select over channels nobody sends on ends in deadlock_error, and says so in the dump") {
+  const std::string msg = deadlock_message(2, [] {
+    weft::chan<int> a, b, c;
+    weft::select(weft::recv_case(a), weft::recv_case(b), weft::send_case(c, 1));
+  });
+  CHECK(msg.find("[select (3 cases)") != std::string::npos);
+}
+
+TEST_CASE("a foreign thread that sends on a channel after 200 ms is not a deadlock") {
+  test::for_each_workers([](unsigned) {
+    weft::chan<int> c;
+    std::thread t([c] {
+      std::this_thread::sleep_for(milliseconds(200));
+      c.send(7);
+    });
+    CHECK(c.recv() == 7);
+    t.join();
+  });
 }
 
 TEST_CASE("a fiber sleeping 200 ms before it notifies is not a deadlock") {
