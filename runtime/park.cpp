@@ -25,6 +25,23 @@ void park(waiter& w, void (*release)(void*), void* arg, wait_reason why, const v
   while (w.woken_.load(std::memory_order_acquire) == 0) futex_wait(w.woken_, 0);
 }
 
+std::atomic<std::uint32_t> g_preempt_requests{0};
+
+void preempt_slow() noexcept {
+  machine* m = current_m();
+  if (m == nullptr || m->curg == nullptr || m->in_blocking || m->p == nullptr) return;
+  processor* p = m->p;
+  if (!p->preempt.load(std::memory_order_relaxed)) return;
+  // exchange: sysmon may flag it again concurrently; one clear per flag.
+  if (!p->preempt.exchange(false, std::memory_order_relaxed)) return;
+  g_preempt_requests.fetch_sub(1, std::memory_order_relaxed);
+  try {
+    yield_current();
+  } catch (...) {
+    // Shutdown: the unwind resurfaces at this fiber's next park.
+  }
+}
+
 void unpark(waiter& w) noexcept {
   if (fiber* f = w.fiber_) {
     ready(f);

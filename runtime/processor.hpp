@@ -70,6 +70,10 @@ struct processor {
   // holder at every switch (relaxed: sysmon only uses it to name a hog, and
   // re-checks schedtick around the read).
   std::atomic<fiber*> current{nullptr};
+  // Set by sysmon when the running fiber has not switched for half of
+  // hog_handoff; cleared (exchange) by that fiber at its next preempt point,
+  // where it yields (park.hpp). Counted in g_preempt_requests.
+  std::atomic<bool> preempt{false};
 
   // stats (P1 writers)
   p_counter started, finished, steals, parks;

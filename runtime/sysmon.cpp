@@ -30,6 +30,10 @@
 //     machine may be inside go() or ready() using its processor's caches at
 //     any instant; making every such use safe against seizure would put a
 //     handshake on every scheduler fast path. Lending needs none.
+//   Before that, at hog_handoff / 2, sysmon flags the processor; the fiber
+//   yields at its next channel, select or lock operation (preempt_point,
+//   Go's cooperative preemption), which settles most "hogs" that do call
+//   into the runtime without any hand-off or warning.
 //   Tick length (Go's, made cheaper): 20 us after it acted, doubling while
 //   nothing happens up to min(10 ms, hog_handoff / 2) while any processor
 //   is busy, and no timed tick at all when every processor is idle (startm
@@ -145,6 +149,9 @@ void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tic
   const std::uint32_t head = p->runq.head_hint();
   const fiber* nx = p->runq.peek_next();
   if (t != w.schedtick || w.schedtick_seen == 0) {
+    if (p->preempt.exchange(false, std::memory_order_relaxed)) {
+      g_preempt_requests.fetch_sub(1, std::memory_order_relaxed);  // it switched anyway
+    }
     w.schedtick = t;
     w.schedtick_seen = now;
     w.hog_reported = false;
@@ -153,7 +160,13 @@ void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tic
     return;
   }
   const std::int64_t ran = now - w.schedtick_seen;
-  if (ran < std::chrono::nanoseconds(s.opts.hog_handoff).count()) return;
+  const std::int64_t hog = std::chrono::nanoseconds(s.opts.hog_handoff).count();
+  if (ran >= hog / 2 && !p->preempt.load(std::memory_order_relaxed)) {
+    // Ask it to yield at its next channel or lock operation (park.hpp).
+    p->preempt.store(true, std::memory_order_relaxed);
+    g_preempt_requests.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (ran < hog) return;
   fiber* f = p->current.load(std::memory_order_relaxed);
   if (f == nullptr) return;  // its machine is on g0, about to pick or park
   ++r.hogged;

@@ -355,6 +355,7 @@ class chan {
   // (also when it is closed while the sender waits); the value is then
   // dropped. From fibers and plain threads.
   void send(T value) const {
+    detail::preempt_point();
     if (s_ == nullptr) detail::park_forever(detail::wait_reason::chan_send);
     if constexpr (traits::boxed) {
       typename traits::stored b = traits::make(std::move(value));
@@ -368,6 +369,7 @@ class chan {
   // the channel is closed and its buffer drained. From fibers and plain
   // threads.
   std::optional<T> recv() const {
+    detail::preempt_point();
     std::optional<T> r;
     recv_into(r);
     return r;

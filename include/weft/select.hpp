@@ -244,6 +244,7 @@ auto default_case(F&& f) {
 // select: see the top of this file. Callable from fibers and plain threads.
 template <class... Cases>
 std::size_t select(Cases&&... cases) {
+  detail::preempt_point();
   static_assert((detail::is_select_case<std::remove_cvref_t<Cases>>::value && ...),
                 "weft::select: every argument must be a recv_case, send_case or default_case");
   constexpr std::size_t ndefault =

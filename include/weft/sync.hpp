@@ -60,6 +60,7 @@ class mutex {
   // lock: from a fiber or a plain thread. Not recursive: relocking from the
   // owner deadlocks, as with std::mutex.
   void lock() {
+    detail::preempt_point();
     std::uint32_t expected = 0;
     if (state_.compare_exchange_strong(expected, locked, std::memory_order_acquire)) {
       owner_.store(this_fiber_id(), std::memory_order_relaxed);

@@ -15,6 +15,9 @@
 // park may throw (the runtime is shutting down and unwinds the fiber): the
 // caller then owns no lock and must remove its waiter from the object under
 // the object's lock before the exception leaves its frame.
+// A release function may run after a waker has already resumed the parked
+// party elsewhere: once it has released the first lock that a waker could
+// take, it must not read the parked party's memory (its stack) again.
 
 #include <atomic>
 #include <cstdint>
@@ -73,5 +76,18 @@ inline void park(waiter& w, spinlock& lk, wait_reason why, const void* obj, std:
 // unpark: make a party blocked in park() runnable again. Call exactly once
 // per park, from any thread or fiber.
 void unpark(waiter& w) noexcept;
+
+// preempt_point: cooperative preemption, at the entry of operations that
+// may park anyway (channel operations, select, mutex::lock). When sysmon
+// has flagged the calling fiber's processor as hogged (it ran half of
+// options::hog_handoff without parking or yielding), the fiber yields here,
+// so a loop that keeps sending into a buffer or receiving from a busy
+// channel shares its worker like any other (Go preempts it with a signal).
+// One relaxed load of a global when nothing is flagged.
+extern std::atomic<std::uint32_t> g_preempt_requests;
+void preempt_slow() noexcept;
+inline void preempt_point() noexcept {
+  if (g_preempt_requests.load(std::memory_order_relaxed) != 0) preempt_slow();
+}
 
 }  // namespace weft::detail
