@@ -76,7 +76,7 @@ struct processor {
   std::atomic<bool> preempt{false};
 
   // stats (P1 writers)
-  p_counter started, finished, steals, parks;
+  p_counter started, finished, steals;
 };
 
 }  // namespace weft::detail

@@ -461,12 +461,11 @@ runtime_stats stats() noexcept {
   if (!pin) return r;
   detail::scheduler* s = detail::g_sched;
   std::uint64_t started = s->shared_started.load(std::memory_order_relaxed);
-  std::uint64_t finished = 0, parks = 0, runnable = s->gq.size_hint();
+  std::uint64_t finished = 0, runnable = s->gq.size_hint();
   for (unsigned i = 0; i < s->np_total; ++i) {
     detail::processor& p = s->ps[i];
     started += p.started.get();
     finished += p.finished.get();
-    parks += p.parks.get();
     r.context_switches += p.schedtick.load(std::memory_order_relaxed);
     r.steals += p.steals.get();
     runnable += p.runq.size();
@@ -484,7 +483,6 @@ runtime_stats stats() noexcept {
   const std::uint64_t running = static_cast<std::uint64_t>(s->nm_running.load());
   const std::uint64_t busy = runnable + running;
   r.fibers_parked = r.fibers_alive > busy ? r.fibers_alive - busy : 0;
-  (void)parks;
   r.handoffs = detail::sysmon_handoffs(*s);
   return r;
 }

@@ -589,10 +589,12 @@ std::uint64_t next_fiber_id(processor* p) noexcept {
   return p->next_id++;
 }
 
+std::atomic<std::int64_t> g_coarse_ns{0};
+
 std::int64_t coarse_now_ns() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  const std::int64_t t = now_ns();
+  g_coarse_ns.store(t, std::memory_order_relaxed);
+  return t;
 }
 
 void ready(fiber* f) noexcept {
@@ -652,10 +654,9 @@ void park_current(switch_action release, wait_reason why, const void* obj, std::
   self->reason.store(why, std::memory_order_relaxed);
   self->wait_obj.store(obj, std::memory_order_relaxed);
   self->wait_note.store(note, std::memory_order_relaxed);
-  self->wait_since.store(coarse_now_ns(), std::memory_order_relaxed);
+  self->wait_since.store(g_coarse_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
   self->state.store(fiber_state::parked, std::memory_order_relaxed);
   check_stack(self, __builtin_frame_address(0));
-  if (m->p != nullptr) m->p->parks.inc();
   if (fiber* next = next_after_leave(m)) {
     prepare_run(m, m->p, next);
     switch_to(m->ts, self->ctx, next->ctx, release);

@@ -191,6 +191,12 @@ void closure_free(void* p) noexcept;
 // Shared helpers.
 fiber* current_fiber() noexcept;  // null outside a fiber
 std::uint64_t next_fiber_id(processor* p) noexcept;
-std::int64_t coarse_now_ns() noexcept;
+// g_coarse_ns: a clock for "how long has this fiber waited", refreshed by
+// sysmon at every tick and by coarse_now_ns() (relaxed: a hint). Parking
+// reads it instead of the clock (a clock read is ~5 ns of a ~60 ns channel
+// round trip); while any processor runs, sysmon ticks at least every
+// hog_handoff / 2, which bounds how stale it can be.
+extern std::atomic<std::int64_t> g_coarse_ns;
+std::int64_t coarse_now_ns() noexcept;  // reads the clock and refreshes g_coarse_ns
 
 }  // namespace weft::detail

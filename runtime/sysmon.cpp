@@ -302,7 +302,7 @@ void loop(scheduler& s) {
   int grace = 0;
   poke_info poke;
   while (!sm.stop.load(std::memory_order_acquire)) {
-    const std::int64_t now = now_ns();
+    const std::int64_t now = coarse_now_ns();
     const tick_result r = check_all(s, now, poke);
     poke = poke_info{};
     if (r.deadline != INT64_MAX && r.deadline - now_ns() < spin_window) {
