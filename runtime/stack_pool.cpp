@@ -131,20 +131,45 @@ void stack_pool::release(stack_cache& c, stack_slot* s) noexcept {
   c.count = cache_max / 2;
   stack_slot* tail = rest;
   std::size_t n = 1;
-  // Pages are given back before the stacks become visible to other workers.
-  bool trim = free_count_.load(std::memory_order_relaxed) > high_water;  // racy read: only a hint
-  for (;; ++n) {
-    if (trim && tail->resident) {
-      ::madvise(tail->lo, tail->size, MADV_DONTNEED);
-      tail->resident = false;
-    }
-    if (tail->next == nullptr) break;
+  while (tail->next != nullptr) {
     tail = tail->next;
+    ++n;
   }
   std::lock_guard<std::mutex> lk(mu_);
   tail->next = free_;
   free_ = rest;
   free_count_.fetch_add(n, std::memory_order_relaxed);
+}
+
+std::size_t stack_pool::trim(std::size_t keep) noexcept {
+  if (free_count_.load(std::memory_order_relaxed) <= keep) return 0;
+  // Detach the stacks beyond the first `keep` (the LIFO keeps the hottest
+  // first), release their pages outside the lock, and put them back.
+  stack_slot* cold = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stack_slot* s = free_;
+    for (std::size_t i = 1; s != nullptr && i < keep; ++i) s = s->next;
+    if (s == nullptr || s->next == nullptr) return 0;
+    cold = s->next;
+    s->next = nullptr;
+  }
+  std::size_t released = 0, n = 0;
+  stack_slot* tail = cold;
+  for (stack_slot* s = cold; s != nullptr; s = s->next) {
+    if (s->resident) {
+      ::madvise(s->lo, s->size, MADV_DONTNEED);
+      s->resident = false;
+      ++released;
+    }
+    tail = s;
+    ++n;
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  tail->next = free_;
+  free_ = cold;
+  (void)n;
+  return released;
 }
 
 void stack_pool::flush(stack_cache& c) noexcept {

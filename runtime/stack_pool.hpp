@@ -19,9 +19,12 @@
 //
 //   Freed stacks go to the freeing worker's cache (LIFO, so the next fiber
 //   gets a stack whose pages are already resident: a first touch costs ~1.6
-//   us on this VM); caches exchange batches with one global free list. Past
-//   a high-water mark the global list gives surplus stacks' pages back to
-//   the OS (MADV_DONTNEED) but keeps the addresses.
+//   us on this VM); caches exchange batches with one global free list.
+//   sysmon, once a second, gives the pages of free stacks beyond a
+//   high-water mark back to the OS (trim: MADV_DONTNEED) and keeps the
+//   addresses. Rejected: trimming as stacks are freed. Every madvise on a
+//   process running on several CPUs is a TLB shootdown, an interrupt to
+//   each of them; done on the hot path it took half of skynet's time here.
 //
 // Invariants
 //   S1  A stack_slot is in at most one place: a cache, the global list, or
@@ -66,6 +69,9 @@ class stack_pool {
   void release(stack_cache& c, stack_slot* s) noexcept;
   // flush: give a cache's stacks back to the global list (processor teardown).
   void flush(stack_cache& c) noexcept;
+  // trim: give back the pages of free stacks beyond the `keep` most recently
+  // freed (sysmon, off the hot path). Returns how many stacks it trimmed.
+  std::size_t trim(std::size_t keep) noexcept;
 
   // canary_intact: false if a fiber on an unguarded stack ran past its
   // bottom. `sp` is its saved stack pointer.
@@ -86,7 +92,13 @@ class stack_pool {
   static constexpr unsigned canary_words = 8;
   static constexpr unsigned batch = 32;
   static constexpr unsigned cache_max = 64;
-  static constexpr std::size_t high_water = 1024;
+
+ public:
+  // Free stacks kept resident (about 4-8 KiB each once used): enough for a
+  // burst of hundreds of thousands of short fibers to reuse hot memory.
+  static constexpr std::size_t high_water = 16384;
+
+ private:
 
   void grow_locked();  // requires mu_
 

@@ -245,21 +245,18 @@ bool sleep_for_ns(sysmon_state& sm, std::int64_t ns) {
 // diagnostics: the deadlock check (when idle), the scheduler trace and the
 // SIGQUIT dump. Returns the longest it may sleep before its next duty.
 std::int64_t diagnostics(scheduler& s, bool idle, std::int64_t& next_trace,
-                         std::int64_t& next_partial) {
+                         std::int64_t& next_second) {
   const std::int64_t now = now_ns();
   std::int64_t cap = INT64_MAX;
-  if (g_mutex_waiters.load(std::memory_order_relaxed) != 0) {
-    if (now >= next_partial) {
-      partial_deadlock_tick(s, now);
-      next_partial = now + 1000 * ms;
-    }
-    cap = next_partial - now;  // keep looking while fibers wait for locks
+  // Once a second: give back the pages of surplus free stacks (off the hot
+  // path: stack_pool.hpp), and look for fibers stuck on lock cycles.
+  if (now >= next_second) {
+    next_second = now + 1000 * ms;
+    s.stacks.trim(stack_pool::high_water);
+    partial_deadlock_tick(s, now);
   }
-  if (sigquit_take()) {
-    std::ostringstream out;
-    out << "weft: SIGQUIT\n";
-    write_dump(s, out, SIZE_MAX);
-    std::fputs(out.str().c_str(), stderr);
+  if (g_mutex_waiters.load(std::memory_order_relaxed) != 0) {
+    cap = next_second - now;  // keep looking while fibers wait for locks
   }
   if (s.schedtrace_ns > 0) {
     if (now >= next_trace) {
@@ -292,7 +289,7 @@ void loop(scheduler& s) {
   sysmon_state& sm = s.sysmon;
   sm.tid.store(static_cast<long>(::gettid()), std::memory_order_relaxed);
   std::int64_t next_trace = now_ns();
-  std::int64_t next_partial = now_ns();
+  std::int64_t next_second = now_ns();
   partial_deadlock_reset();
   const std::int64_t max_tick = std::max(
       min_tick,
@@ -330,7 +327,7 @@ void loop(scheduler& s) {
     if (r.deadline != INT64_MAX) {
       sleep_ns = std::max<std::int64_t>(0, r.deadline - now_ns() - spin_window / 2);
     }
-    const std::int64_t cap = diagnostics(s, idle, next_trace, next_partial);
+    const std::int64_t cap = diagnostics(s, idle, next_trace, next_second);
     if (cap != INT64_MAX && (sleep_ns < 0 || sleep_ns > cap)) sleep_ns = std::max<std::int64_t>(0, cap);
     if (!sleep_for_ns(sm, sleep_ns)) continue;
     // Poked. By a blocking call: time that call now (it is handed off within
