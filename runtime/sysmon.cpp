@@ -247,6 +247,12 @@ bool sleep_for_ns(sysmon_state& sm, std::int64_t ns) {
 std::int64_t diagnostics(scheduler& s, bool idle, std::int64_t& next_trace,
                          std::int64_t& next_second) {
   const std::int64_t now = now_ns();
+  if (sigquit_take()) {
+    std::ostringstream out;
+    out << "weft: SIGQUIT\n";
+    write_dump(s, out, SIZE_MAX);
+    std::fputs(out.str().c_str(), stderr);
+  }
   std::int64_t cap = INT64_MAX;
   // Once a second: give back the pages of surplus free stacks (off the hot
   // path: stack_pool.hpp), and look for fibers stuck on lock cycles.
