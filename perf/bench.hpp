@@ -46,5 +46,6 @@ std::uint64_t rss_bytes();
 
 #define WEFT_BENCH_CAT2(a, b) a##b
 #define WEFT_BENCH_CAT(a, b) WEFT_BENCH_CAT2(a, b)
-#define WEFT_BENCH(name, unit, workers, n, fn) \
-  static const bool WEFT_BENCH_CAT(registered_, __LINE__) = ::bench::add({name, unit, workers, n, fn})
+#define WEFT_BENCH(name, unit, workers, n, fn)              \
+  static const bool WEFT_BENCH_CAT(registered_, __LINE__) = \
+      ::bench::add({name, unit, workers, n, fn})

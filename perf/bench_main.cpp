@@ -72,8 +72,10 @@ int main(int argc, char** argv) {
   if (p.n == 0) p.n = w->default_n;
   bench::result r = w->fn(p);
   if (json) {
-    std::printf("{\"bench\":\"%s\",\"impl\":\"weft\",\"workers\":%u,\"n\":%llu,\"value\":%.3f,\"unit\":\"%s\"",
-                w->name, p.workers, static_cast<unsigned long long>(p.n), r.value, w->unit);
+    std::printf(
+        "{\"bench\":\"%s\",\"impl\":\"weft\",\"workers\":%u,\"n\":%llu,\"value\":%.3f,\"unit\":\"%"
+        "s\"",
+        w->name, p.workers, static_cast<unsigned long long>(p.n), r.value, w->unit);
     for (auto& [k, v] : r.extra) std::printf(",\"%s\":%.3f", k.c_str(), v);
     std::printf("}\n");
   } else {

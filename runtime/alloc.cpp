@@ -30,7 +30,7 @@ void* closure_alloc(std::size_t size, std::size_t align) {
   if (p == nullptr) throw std::bad_alloc();
   return p;
 #else
-  return ::operator new(size, std::align_val_t{closure_align});
+  return ::operator new (size, std::align_val_t{closure_align});
 #endif
 }
 
@@ -38,7 +38,7 @@ void closure_free(void* p) noexcept {
 #if !WEFT_ASAN && !WEFT_TSAN
   scalable_aligned_free(p);
 #else
-  ::operator delete(p, std::align_val_t{closure_align});
+  ::operator delete (p, std::align_val_t{closure_align});
 #endif
 }
 

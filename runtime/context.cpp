@@ -95,7 +95,8 @@ inline bctx::transfer_t jump(bctx::fcontext_t to, void* data) noexcept {
 }
 #endif
 
-inline void swap_thread_state(const thread_slots& ts, exec_context* from, exec_context& to) noexcept {
+inline void swap_thread_state(const thread_slots& ts, exec_context* from,
+                              exec_context& to) noexcept {
   if (from != nullptr) {
     from->eh = *ts.eh;
     from->saved_errno = *ts.err;

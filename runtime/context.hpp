@@ -100,7 +100,8 @@ void switch_to(const thread_slots& ts, exec_context& from, exec_context& to,
 
 // switch_final: leave a context that will never run again (a finished
 // fiber); `act` typically recycles its stack.
-[[noreturn]] void switch_final(const thread_slots& ts, exec_context& to, switch_action act) noexcept;
+[[noreturn]] void switch_final(const thread_slots& ts, exec_context& to,
+                               switch_action act) noexcept;
 
 // make_context: prepare `ctx` to start `entry` on the stack [lo, lo+size)
 // at its next switch_to. `entry` receives the jump and must call

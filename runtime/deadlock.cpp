@@ -58,11 +58,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "weft/sync.hpp"
-
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
+#include "weft/sync.hpp"
 
 namespace weft::detail {
 namespace {
@@ -104,11 +103,13 @@ bool cheap_conditions(scheduler& s) {
 }
 
 std::uint64_t signature(scheduler& s) {
-  std::uint64_t sig = s.gq.taken_hint() * 7 + s.shared_readies.load(std::memory_order_relaxed) * 13 +
+  std::uint64_t sig = s.gq.taken_hint() * 7 +
+                      s.shared_readies.load(std::memory_order_relaxed) * 13 +
                       s.shared_started.load(std::memory_order_relaxed) * 17;
   for (unsigned i = 0; i < s.np_total; ++i) {
     const processor& p = s.ps[i];
-    sig += p.schedtick.load(std::memory_order_relaxed) * 3 + p.started.get() * 5 + p.finished.get() * 11;
+    sig += p.schedtick.load(std::memory_order_relaxed) * 3 + p.started.get() * 5 +
+           p.finished.get() * 11;
   }
   return sig;
 }
@@ -205,9 +206,12 @@ void partial_deadlock_tick(scheduler& s, std::int64_t) {
     const fiber_state st = f->state.load(std::memory_order_acquire);
     if (st == fiber_state::free || st == fiber_state::dead) return;
     alive.emplace(f->get_id(), f);
-    if (st != fiber_state::parked || f->reason.load(std::memory_order_relaxed) != wait_reason::mutex) return;
+    if (st != fiber_state::parked ||
+        f->reason.load(std::memory_order_relaxed) != wait_reason::mutex)
+      return;
     if (now_coarse - f->wait_since.load(std::memory_order_relaxed) < min_wait) return;
-    waiting.emplace(f->get_id(), waiting_fiber{f, mutex_owner(f->wait_obj.load(std::memory_order_relaxed))});
+    waiting.emplace(f->get_id(),
+                    waiting_fiber{f, mutex_owner(f->wait_obj.load(std::memory_order_relaxed))});
   });
   std::vector<std::uint64_t> stuck;
   std::string finished_note;
@@ -225,8 +229,9 @@ void partial_deadlock_tick(scheduler& s, std::int64_t) {
       if (waiting.count(owner) == 0) {
         if (alive.count(owner) == 0) {  // the holder has finished: nobody can unlock it
           stuck.insert(stuck.end(), path.begin(), path.end());
-          finished_note += "(the lock fiber " + std::to_string(cur) + " waits for is held by fiber " +
-                           std::to_string(owner) + ", which has finished)\n";
+          finished_note += "(the lock fiber " + std::to_string(cur) +
+                           " waits for is held by fiber " + std::to_string(owner) +
+                           ", which has finished)\n";
         }
         break;
       }
@@ -238,7 +243,8 @@ void partial_deadlock_tick(scheduler& s, std::int64_t) {
   stuck.erase(std::unique(stuck.begin(), stuck.end()), stuck.end());
   std::vector<std::uint64_t> fresh;
   for (std::uint64_t id : stuck) {
-    if (std::find(g_reported.begin(), g_reported.end(), id) == g_reported.end()) fresh.push_back(id);
+    if (std::find(g_reported.begin(), g_reported.end(), id) == g_reported.end())
+      fresh.push_back(id);
   }
   if (fresh.empty()) return;
   g_reported.insert(g_reported.end(), fresh.begin(), fresh.end());

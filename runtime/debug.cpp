@@ -9,6 +9,8 @@
 //   The SIGQUIT handler only sets a flag and pokes sysmon, which writes the
 //   dump from its own thread (nothing here is async-signal-safe).
 
+#include "weft/debug.hpp"
+
 #include <signal.h>
 
 #include <algorithm>
@@ -22,7 +24,6 @@
 
 #include "runtime/debug_internal.hpp"
 #include "runtime/scheduler.hpp"
-#include "weft/debug.hpp"
 
 namespace weft {
 namespace detail {
@@ -30,19 +31,32 @@ namespace {
 
 const char* reason_name(wait_reason r) {
   switch (r) {
-    case wait_reason::chan_send: return "chan send";
-    case wait_reason::chan_recv: return "chan recv";
-    case wait_reason::select: return "select";
-    case wait_reason::select_forever: return "select (no cases)";
-    case wait_reason::mutex: return "mutex";
-    case wait_reason::cond: return "condition_variable";
-    case wait_reason::wait_group: return "wait_group";
-    case wait_reason::sleep: return "sleep";
-    case wait_reason::netpoll_read: return "netpoll read";
-    case wait_reason::netpoll_write: return "netpoll write";
-    case wait_reason::netpoll_accept: return "netpoll accept";
-    case wait_reason::blocking_call: return "blocking";
-    case wait_reason::none: break;
+    case wait_reason::chan_send:
+      return "chan send";
+    case wait_reason::chan_recv:
+      return "chan recv";
+    case wait_reason::select:
+      return "select";
+    case wait_reason::select_forever:
+      return "select (no cases)";
+    case wait_reason::mutex:
+      return "mutex";
+    case wait_reason::cond:
+      return "condition_variable";
+    case wait_reason::wait_group:
+      return "wait_group";
+    case wait_reason::sleep:
+      return "sleep";
+    case wait_reason::netpoll_read:
+      return "netpoll read";
+    case wait_reason::netpoll_write:
+      return "netpoll write";
+    case wait_reason::netpoll_accept:
+      return "netpoll accept";
+    case wait_reason::blocking_call:
+      return "blocking";
+    case wait_reason::none:
+      break;
   }
   return "parked";
 }
@@ -68,12 +82,15 @@ std::string human(std::int64_t ns) {
 // describe: the bracketed state of one fiber, e.g. "chan recv 0x55d0, 2.31 s".
 std::string describe(const fiber& f, fiber_state st, std::int64_t now, std::int64_t now_coarse) {
   switch (st) {
-    case fiber_state::runnable: return "runnable";
+    case fiber_state::runnable:
+      return "runnable";
     case fiber_state::running:
       return f.reason.load(std::memory_order_relaxed) == wait_reason::blocking_call ? "blocking"
                                                                                     : "running";
-    case fiber_state::parked: break;
-    default: return "dead";
+    case fiber_state::parked:
+      break;
+    default:
+      return "dead";
   }
   const wait_reason r = f.reason.load(std::memory_order_relaxed);
   const void* obj = f.wait_obj.load(std::memory_order_relaxed);
@@ -130,8 +147,9 @@ void on_sigquit(int) {
 
 std::string describe_fiber(const fiber& f, std::int64_t now, std::int64_t now_coarse) {
   const fiber_state st = f.state.load(std::memory_order_acquire);
-  std::string text = "fiber " + std::to_string(f.get_id()) + " [" + describe(f, st, now, now_coarse) +
-                     "]: started at " + f.get_file() + ":" + std::to_string(f.get_line());
+  std::string text = "fiber " + std::to_string(f.get_id()) + " [" +
+                     describe(f, st, now, now_coarse) + "]: started at " + f.get_file() + ":" +
+                     std::to_string(f.get_line());
   if (f.is_main) text += " (main)";
   return text;
 }
@@ -193,7 +211,7 @@ std::string schedtrace_line(scheduler& s, std::int64_t since_start_ns) {
 void sigquit_install() {
   const char* v = std::getenv("WEFT_SIGQUIT");
   if (v == nullptr || std::strcmp(v, "dump") != 0) return;
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = &on_sigquit;
   sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);

@@ -57,7 +57,7 @@ struct fiber {
   // ordered by the queue or lock that carries the fiber.
   std::atomic<fiber_state> state{fiber_state::free};
   bool is_main = false;
-  bool unwinding = false;    // set before resuming it at shutdown; read by park()
+  bool unwinding = false;  // set before resuming it at shutdown; read by park()
   bool heap_closure = false;
   bool queued_final = false;   // on the shutdown readied list; guarded by scheduler::final_mu
   std::uint16_t rethrows = 0;  // shutdown unwinds thrown at a fiber that swallowed one

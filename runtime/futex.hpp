@@ -16,8 +16,8 @@ namespace weft::detail {
 // futex_wait: sleep while *word == expected, at most `rel` if given.
 inline void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
                        const timespec* rel = nullptr) noexcept {
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
-            rel, nullptr, 0);
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, rel,
+            nullptr, 0);
 }
 
 inline void futex_wake(std::atomic<std::uint32_t>& word, int n = 1) noexcept {

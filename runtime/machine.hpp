@@ -25,19 +25,19 @@ struct processor;
 struct fiber;
 
 struct machine {
-  exec_context g0;                // this thread's scheduler context
-  thread_slots ts;                // this thread's exception globals and errno (context.hpp)
-  processor* p = nullptr;         // held processor; written by this thread, or by
-                                  // the waker before unpark (through nextp)
-  processor* nextp = nullptr;     // handed over by startm under sched::mu_, read after wake
-  fiber* curg = nullptr;          // the running fiber; null on g0. This thread only.
-  bool spinning = false;          // counted in sched::nmspinning. This thread only.
-  bool in_blocking = false;       // inside weft::blocking(). This thread only.
-  bool exiting = false;           // set by the waker under sched::mu_ at shutdown
-  machine* idle_link = nullptr;   // guarded by sched::mu_
+  exec_context g0;               // this thread's scheduler context
+  thread_slots ts;               // this thread's exception globals and errno (context.hpp)
+  processor* p = nullptr;        // held processor; written by this thread, or by
+                                 // the waker before unpark (through nextp)
+  processor* nextp = nullptr;    // handed over by startm under sched::mu_, read after wake
+  fiber* curg = nullptr;         // the running fiber; null on g0. This thread only.
+  bool spinning = false;         // counted in sched::nmspinning. This thread only.
+  bool in_blocking = false;      // inside weft::blocking(). This thread only.
+  bool exiting = false;          // set by the waker under sched::mu_ at shutdown
+  machine* idle_link = nullptr;  // guarded by sched::mu_
   std::uint32_t id = 0;
-  long tid = 0;                   // OS thread id, set by the thread itself at start
-  std::uint64_t rng = 0;          // xorshift state, this thread only
+  long tid = 0;           // OS thread id, set by the thread itself at start
+  std::uint64_t rng = 0;  // xorshift state, this thread only
   // Futex word: 0 = asleep or about to sleep, 1 = woken. The waker stores 1
   // (release) after setting nextp/exiting; the sleeper loads with acquire.
   std::atomic<std::uint32_t> wake{0};

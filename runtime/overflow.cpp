@@ -64,7 +64,7 @@ void chain(int sig, siginfo_t* si, void* uctx) noexcept {
     return;
   }
   // Default action: reinstate it and return; the fault repeats and kills us.
-  struct sigaction dfl{};
+  struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   sigemptyset(&dfl.sa_mask);
   ::sigaction(sig, &dfl, nullptr);
@@ -115,7 +115,7 @@ void report_overflow(const fiber* f) noexcept {
 
 void install_overflow_handler() noexcept {
   std::call_once(installed, [] {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_sigaction = &on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);

@@ -1,9 +1,10 @@
 // park.cpp: park/unpark for fibers and plain OS threads (weft/detail/park.hpp).
 
+#include "weft/detail/park.hpp"
+
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
-#include "weft/detail/park.hpp"
 
 namespace weft::detail {
 

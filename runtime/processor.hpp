@@ -52,8 +52,8 @@ struct processor {
   // Lifecycle: changed under sched::mu_ (idle <-> running) or by CAS
   // (running <-> syscall by the holder, syscall -> idle by sysmon).
   std::atomic<p_status> status{p_status::dead};
-  machine* m = nullptr;             // holder; written with status under the same protection
-  processor* idle_link = nullptr;   // guarded by sched::mu_
+  machine* m = nullptr;            // holder; written with status under the same protection
+  processor* idle_link = nullptr;  // guarded by sched::mu_
 
   // Owner-only (P1).
   stack_cache stacks;

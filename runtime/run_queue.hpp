@@ -95,7 +95,8 @@ class run_queue {
     owner_section s(*this);
     const std::uint32_t h = head_.load(std::memory_order_relaxed);
     const std::uint32_t n = (tail_.load(std::memory_order_relaxed) - h) / 2;
-    for (std::uint32_t i = 0; i < n; ++i) out[i] = slots_[(h + i) % N].load(std::memory_order_relaxed);
+    for (std::uint32_t i = 0; i < n; ++i)
+      out[i] = slots_[(h + i) % N].load(std::memory_order_relaxed);
     head_.store(h + n, std::memory_order_relaxed);
     return n;
   }
@@ -109,7 +110,8 @@ class run_queue {
   }
 
   fiber* take_next() noexcept {
-    if (next_.load(std::memory_order_relaxed) == nullptr) return nullptr;  // own write, or a thief's (seen late: harmless)
+    if (next_.load(std::memory_order_relaxed) == nullptr)
+      return nullptr;  // own write, or a thief's (seen late: harmless)
     owner_section s(*this);
     fiber* f = next_.load(std::memory_order_relaxed);
     if (f != nullptr) next_.store(nullptr, std::memory_order_relaxed);
@@ -141,7 +143,8 @@ class run_queue {
     std::uint32_t n = tail_.load(std::memory_order_relaxed) - h;
     n -= n / 2;
     if (n != 0) {
-      for (std::uint32_t i = 0; i < n; ++i) out[i] = slots_[(h + i) % N].load(std::memory_order_relaxed);
+      for (std::uint32_t i = 0; i < n; ++i)
+        out[i] = slots_[(h + i) % N].load(std::memory_order_relaxed);
       head_.store(h + n, std::memory_order_relaxed);
     } else if (take_next) {
       if (fiber* f = next_.load(std::memory_order_relaxed)) {
@@ -203,7 +206,8 @@ class run_queue {
       return false;  // R2: someone else is stealing here
     }
     asym_heavy();
-    for (unsigned spins = 0; in_op_.load(std::memory_order_acquire) != 0; ++spins) {  // pairs with ~owner_section
+    for (unsigned spins = 0; in_op_.load(std::memory_order_acquire) != 0;
+         ++spins) {  // pairs with ~owner_section
       if (spins < 256) {
         cpu_relax();
       } else {

@@ -59,7 +59,8 @@ void stack_pool::grow_locked() {
   const std::size_t bytes = n * span + (guarded ? 0 : page_);
   void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "weft: mmap of a stack slab");
+  if (base == MAP_FAILED)
+    throw std::system_error(errno, std::generic_category(), "weft: mmap of a stack slab");
   auto* slots = new (std::nothrow) stack_slot[n];
   if (slots == nullptr) {
     ::munmap(base, bytes);

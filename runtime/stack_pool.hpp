@@ -42,11 +42,11 @@
 namespace weft::detail {
 
 struct stack_slot {
-  char* lo = nullptr;         // lowest usable byte
-  std::size_t size = 0;       // usable bytes (a whole number of pages)
-  stack_slot* next = nullptr; // free-list link, owned by the list holding the slot (S1)
-  bool guarded = false;       // a PROT_NONE page lies right below lo
-  bool resident = false;      // its pages may be resident (cleared by MADV_DONTNEED)
+  char* lo = nullptr;          // lowest usable byte
+  std::size_t size = 0;        // usable bytes (a whole number of pages)
+  stack_slot* next = nullptr;  // free-list link, owned by the list holding the slot (S1)
+  bool guarded = false;        // a PROT_NONE page lies right below lo
+  bool resident = false;       // its pages may be resident (cleared by MADV_DONTNEED)
 
   char* hi() const noexcept { return lo + size; }
 };
@@ -99,7 +99,6 @@ class stack_pool {
   static constexpr std::size_t high_water = 16384;
 
  private:
-
   void grow_locked();  // requires mu_
 
   struct slab {

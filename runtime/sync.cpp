@@ -20,6 +20,8 @@
 //
 // Lock order: condition_variable::lk_ < poller timers lock < mutex::lk_.
 
+#include "weft/sync.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -27,7 +29,6 @@
 
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
-#include "weft/sync.hpp"
 
 namespace weft {
 namespace detail {

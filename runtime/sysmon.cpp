@@ -52,7 +52,6 @@
 #include "runtime/sysmon.hpp"
 
 #include <sys/prctl.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -72,17 +71,17 @@ constexpr std::int64_t us = 1000;
 constexpr std::int64_t ms = 1000 * us;
 constexpr std::int64_t min_tick = 20 * us;
 constexpr std::int64_t deep_tick = 1 * ms;
-constexpr int grace_ticks = 50;  // short ticks kept after an action, as Go does
+constexpr int grace_ticks = 50;                 // short ticks kept after an action, as Go does
 constexpr std::int64_t spin_window = 100 * us;  // spin rather than sleep this close to a deadline
 constexpr std::int64_t deadlock_tick_ns = 20 * ms;  // idle ticks while a deadlock is possible
 
 struct tick_result {
-  bool acted = false;    // took a processor or moved a hog's queue
-  bool probing = false;  // a blocking call is being timed: tick again soon
+  bool acted = false;                 // took a processor or moved a hog's queue
+  bool probing = false;               // a blocking call is being timed: tick again soon
   std::int64_t deadline = INT64_MAX;  // earliest time a timed call becomes due
-  bool busy = false;     // some processor runs fibers or sits in a blocking call
-  int hogged = 0;        // processors running a hog
-  bool moved = false;    // fibers were moved off a hog onto the global queue
+  bool busy = false;                  // some processor runs fibers or sits in a blocking call
+  int hogged = 0;                     // processors running a hog
+  bool moved = false;                 // fibers were moved off a hog onto the global queue
 };
 
 void report_hog(const fiber* f, std::int64_t ran_ns, std::size_t moved, const options& o) {
@@ -172,7 +171,8 @@ void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tic
   ++r.hogged;
   // Stuck work: queued fibers nobody took since the last look. A queue that
   // other workers are stealing from is being served; leave it be.
-  const bool stuck = !p->runq.looks_empty() && head == w.runq_head && (nx == nullptr || nx == w.next);
+  const bool stuck =
+      !p->runq.looks_empty() && head == w.runq_head && (nx == nullptr || nx == w.next);
   w.runq_head = head;
   w.next = nx;
   if (!stuck) return;
@@ -334,7 +334,8 @@ void loop(scheduler& s) {
       sleep_ns = std::max<std::int64_t>(0, r.deadline - now_ns() - spin_window / 2);
     }
     const std::int64_t cap = diagnostics(s, idle, next_trace, next_second);
-    if (cap != INT64_MAX && (sleep_ns < 0 || sleep_ns > cap)) sleep_ns = std::max<std::int64_t>(0, cap);
+    if (cap != INT64_MAX && (sleep_ns < 0 || sleep_ns > cap))
+      sleep_ns = std::max<std::int64_t>(0, cap);
     if (!sleep_for_ns(sm, sleep_ns)) continue;
     // Poked. By a blocking call: time that call now (it is handed off within
     // about blocking_handoff; if it was short, the doubling resumes). By a

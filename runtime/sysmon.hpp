@@ -17,10 +17,10 @@ struct p_watch {
   std::uint64_t schedtick = 0;
   std::int64_t schedtick_seen = 0;  // when schedtick last changed (ns)
   std::uint32_t syscalltick = 0;
-  std::int64_t syscall_seen = 0;    // when this blocking call was first seen (ns)
-  bool hog_reported = false;        // the current hog was already reported
-  std::uint32_t runq_head = 0;      // run queue progress at the previous look
-  const fiber* next = nullptr;      // run queue `next` at the previous look
+  std::int64_t syscall_seen = 0;  // when this blocking call was first seen (ns)
+  bool hog_reported = false;      // the current hog was already reported
+  std::uint32_t runq_head = 0;    // run queue progress at the previous look
+  const fiber* next = nullptr;    // run queue `next` at the previous look
 };
 
 struct sysmon_state {

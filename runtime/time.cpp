@@ -1,10 +1,11 @@
 // time.cpp: sleep_until (weft/time.hpp).
 
+#include "weft/time.hpp"
+
 #include <thread>
 
 #include "runtime/scheduler.hpp"
 #include "weft/sync.hpp"
-#include "weft/time.hpp"
 
 namespace weft {
 

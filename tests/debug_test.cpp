@@ -6,7 +6,6 @@
 #include <sstream>
 #include <string>
 #include <thread>
-
 #include <weft/chan.hpp>
 #include <weft/select.hpp>
 
@@ -92,7 +91,8 @@ TEST_CASE("two fibers each waiting for a lock the other holds end in deadlock_er
   }
 }
 
-TEST_CASE("two fibers each receiving from the channel only the other sends on end in deadlock_error") {
+TEST_CASE(
+    "two fibers each receiving from the channel only the other sends on end in deadlock_error") {
   for (unsigned w : test::worker_counts) {
     CAPTURE(w);
     const std::string msg = deadlock_message(w, [] {
@@ -129,7 +129,8 @@ TEST_CASE("main receiving from a channel nobody sends on ends in deadlock_error"
   }
 }
 
-TEST_CASE("a select over channels nobody sends on ends in deadlock_error, and says so in the dump") {
+TEST_CASE(
+    "a select over channels nobody sends on ends in deadlock_error, and says so in the dump") {
   const std::string msg = deadlock_message(2, [] {
     weft::chan<int> a, b, c;
     weft::select(weft::recv_case(a), weft::recv_case(b), weft::send_case(c, 1));

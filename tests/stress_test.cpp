@@ -62,7 +62,8 @@ TEST_CASE("fibers spawning fibers: a tree of 100,000 completes on every worker c
           return;
         }
         wg.add(10);
-        for (int i = 0; i < 10; ++i) weft::go([depth, &leaves, &wg] { grow(depth - 1, leaves, wg); });
+        for (int i = 0; i < 10; ++i)
+          weft::go([depth, &leaves, &wg] { grow(depth - 1, leaves, wg); });
         wg.done();
       }
     };

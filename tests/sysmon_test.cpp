@@ -20,7 +20,8 @@ namespace {
 constexpr std::initializer_list<unsigned> sysmon_workers = {1, 2};
 }
 
-TEST_CASE("with every worker inside a blocking call, other fibers keep running and timers stay on time") {
+TEST_CASE(
+    "with every worker inside a blocking call, other fibers keep running and timers stay on time") {
   test::for_each_workers(
       [](unsigned w) {
         std::atomic<int> inside{0};

@@ -80,8 +80,7 @@ struct closure_traits {
       Closure* c;
       ~destroy_on_exit() { c->~Closure(); }
     } guard{c};
-    std::apply([](auto& fn, auto&... args) { std::invoke(std::move(fn), std::move(args)...); },
-               *c);
+    std::apply([](auto& fn, auto&... args) { std::invoke(std::move(fn), std::move(args)...); }, *c);
   }
   static void drop(void* p) noexcept { static_cast<Closure*>(p)->~Closure(); }
   static constexpr closure_ops ops{&run, &drop};
@@ -136,8 +135,8 @@ int run(F&& main_fn, options opts = {},
       return 0;
     }
   };
-  return detail::run_main(thunk, static_cast<void*>(std::addressof(main_fn)), opts,
-                          loc.file_name(), loc.line());
+  return detail::run_main(thunk, static_cast<void*>(std::addressof(main_fn)), opts, loc.file_name(),
+                          loc.line());
 }
 
 // yield: let other runnable fibers run; the caller stays runnable. Outside a

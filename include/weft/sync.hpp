@@ -35,7 +35,7 @@ struct node_queue {
   void push(sync_node* n) noexcept;
   sync_node* pop() noexcept;
   void remove(sync_node* n) noexcept;  // n must be queued
-  sync_node* take_all() noexcept;       // detach the whole list (linked by next)
+  sync_node* take_all() noexcept;      // detach the whole list (linked by next)
   bool empty() const noexcept { return head == nullptr; }
 };
 
@@ -147,13 +147,15 @@ class condition_variable {
   static std::chrono::steady_clock::duration clamp(const std::chrono::duration<Rep, Period>& d) {
     using namespace std::chrono;
     if (d <= duration<Rep, Period>::zero()) return steady_clock::duration::zero();
-    if (d >= duration_cast<duration<Rep, Period>>(hours(24 * 365 * 100))) return hours(24 * 365 * 100);
+    if (d >= duration_cast<duration<Rep, Period>>(hours(24 * 365 * 100)))
+      return hours(24 * 365 * 100);
     return ceil<steady_clock::duration>(d);
   }
   template <class Clock, class Duration>
   static std::int64_t deadline_of(const std::chrono::time_point<Clock, Duration>& t) {
     if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-      return detail::steady_ns(std::chrono::time_point_cast<std::chrono::steady_clock::duration>(t));
+      return detail::steady_ns(
+          std::chrono::time_point_cast<std::chrono::steady_clock::duration>(t));
     } else {
       return detail::steady_ns(std::chrono::steady_clock::now() + clamp(t - Clock::now()));
     }
