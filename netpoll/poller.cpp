@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "netpoll/netpoll.hpp"
 #include "runtime/scheduler.hpp"
 
 namespace weft::detail {
@@ -33,6 +34,7 @@ void poller::start() {
   ev.events = EPOLLIN;
   ev.data.u64 = 0;  // 0 = the eventfd
   ::epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev);
+  netpoll_start(epfd_);
   stop_.store(false, std::memory_order_relaxed);
   thread_ = std::thread([this] { loop(); });
 }
@@ -49,6 +51,7 @@ std::size_t poller::destroy() noexcept {
   lock_.lock();
   const std::size_t disposed = heap_.clear();
   lock_.unlock();
+  netpoll_stop();
   if (evfd_ >= 0) ::close(evfd_);
   if (epfd_ >= 0) ::close(epfd_);
   evfd_ = epfd_ = -1;
@@ -132,13 +135,19 @@ void poller::loop() noexcept {
         n = ::epoll_wait(epfd_, events, 128, static_cast<int>((wait + 999999) / 1000000));
       }
     }
+    // Descriptor events carry a non-zero tag (netpoll.cpp); 0 is the eventfd.
+    int k = 0;
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == 0) {
         std::uint64_t v;
         (void)!::read(evfd_, &v, sizeof v);
         wake_pending_.store(false, std::memory_order_release);
+      } else {
+        events[k++] = events[i];
       }
     }
+    // Woken fibers go into `batch`, injected at the top of the loop.
+    if (k != 0) netpoll_ready_events(events, k);
   }
   set_ready_batch(nullptr);
 }

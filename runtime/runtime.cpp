@@ -30,6 +30,7 @@
 #include <string>
 #include <thread>
 
+#include "netpoll/netpoll.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/sysmon.hpp"
@@ -427,6 +428,7 @@ runtime_stats stats() noexcept {
   r.fibers_parked = r.fibers_alive > busy ? r.fibers_alive - busy : 0;
   (void)parks;
   r.handoffs = detail::sysmon_handoffs(*s);
+  r.netpoll_wakeups = detail::netpoll_wakeups();
   return r;
 }
 

@@ -56,6 +56,7 @@
 #include <numeric>
 #include <thread>
 
+#include "netpoll/netpoll.hpp"
 #include "runtime/asym_fence.hpp"
 #include "runtime/futex.hpp"
 
@@ -316,6 +317,9 @@ fiber* find_runnable(machine* m) noexcept {
       }
       if (fiber* f = steal_work(m, p)) return f;
     }
+    // About to idle: poll the network once without blocking (one machine
+    // at a time) and run what it woke here, with no cross-thread wakeup.
+    if (fiber* f = netpoll_poll_once()) return f;
     // K3: give up the processor, stop spinning, fence, re-check.
     {
       std::lock_guard<std::mutex> lk(S().mu);

@@ -3,6 +3,7 @@
 
 #include "weft/blocking.hpp"
 #include "weft/debug.hpp"
+#include "weft/net.hpp"
 #include "weft/runtime.hpp"
 #include "weft/sync.hpp"
 #include "weft/time.hpp"

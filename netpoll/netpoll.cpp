@@ -1,0 +1,620 @@
+// netpoll.cpp: descriptor records and waiting for readiness.
+//
+// Purpose
+//   Fibers block on sockets the way goroutines do: an operation tries its
+//   system call, and on EAGAIN parks on the descriptor's record until epoll
+//   says the descriptor changed, its deadline passes or it is closed.
+//
+// Design (Go's netpoll.go, with the differences below)
+//   * Registration: once per descriptor and run, edge-triggered, for
+//     EPOLLIN|EPOLLOUT|EPOLLRDHUP; never re-armed. It happens lazily, the
+//     first time a fiber must wait on the descriptor: descriptors used only
+//     by plain threads, or never blocked on, cost no epoll_ctl at all, and a
+//     descriptor created outside a run (or kept across runs) is registered
+//     with the epoll set of the run that first waits on it.
+//   * Records are indexed by fd in a two-level table (64Ki chunk pointers,
+//     512 records per chunk). A chunk is installed by CAS and never freed
+//     or moved, so a record's address is stable forever (conn holds it) and
+//     the poller finds the record of an event with one acquire load. This
+//     is the "grows without moving elements" property of
+//     tbb::concurrent_vector, minus its caveat that a concurrent reader may
+//     see an element whose construction is still in progress (see
+//     fiber_pool.hpp's published_). Rejected: Go's free-list pollcache (a
+//     lock per open; the fd already is a unique index).
+//   * Every incarnation of a record has a generation; epoll's user data is
+//     (generation << 32 | fd), never 0 (0 is the poller's eventfd), so an
+//     event for a closed descriptor whose number was reused is dropped.
+//   * A reference count in the same word as the generation keeps the OS
+//     descriptor open while operations are in flight: close() marks the
+//     record closing, wakes both directions, cancels its deadline timers
+//     and drops the owner's reference; the last reference out closes it.
+//   * Waiting (Go's netpollblock): the waiter announces itself with
+//     slot_wait, re-checks closing and deadlines, then parks with a commit
+//     (the park protocol's release function) that swaps slot_wait for the
+//     fiber. A waker that finds slot_wait replaces it, the commit fails and
+//     the fiber readies itself at once: readiness is never lost between
+//     EAGAIN and parking, and a fiber is never readied before it is parked.
+//   * Plain threads (and fibers inside weft::blocking) block in ppoll(2) on
+//     the descriptor instead: they work with or without a runtime. close()
+//     shuts the socket down when a thread waits on it, so ppoll returns;
+//     a deadline changed by another party is seen within 100 ms.
+//     Rejected: parking threads on the netpoller (a futex), because it ties
+//     plain threads to the runtime's lifetime.
+//   * The poller thread readies woken fibers into its ready_batch and
+//     injects them in one batch. A worker that found nothing else to run
+//     also polls once without blocking (one worker at a time) and runs the
+//     first fiber itself (netpoll_poll_once, called from find_runnable).
+//
+// Invariants
+//   N1  A chunk of the table is never freed; the chunk of fd N exists before
+//       N is registered, so every event's record is a valid object.
+//   N2  A record is free (no pd_active) or active; the generation changes
+//       only when a free record is claimed. Only the holder of a reference
+//       (or the claimant) touches fd-related fields.
+//   N3  The party that drops the last reference of a closing record marks it
+//       free and then (owned) closes the descriptor or (borrowed) removes it
+//       from epoll first; nobody can claim the number before the kernel
+//       hands it out again, which is after the close.
+//   N4  A slot holds a fiber only between a successful commit and the take()
+//       that readies it; exactly one party takes it (CAS). At most one fiber
+//       waits per direction (poll_desc::mu).
+//   N5  Whatever must wake a waiter (readiness, closing, a deadline passing,
+//       its own timer) is published before the publisher looks at the slot,
+//       and the waiter checks them after announcing itself: both sides
+//       seq_cst (a Dekker pair), so one of them sees the other.
+//   N6  Deadline timers are armed only under the timers lock and while the
+//       record is not closing; close() sets closing and then cancels them
+//       under the same lock, so no timer of an old incarnation fires on a
+//       new one.
+//
+// Lock order: poll_desc::mu[d] < poll_desc::reg_lock; poll_desc::mu[d] <
+// poller timers lock. Timer callbacks run under the timers lock and take no
+// lock of their own.
+
+#include "netpoll/netpoll.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <system_error>
+#include <thread>
+
+#include "netpoll/poller.hpp"
+#include "runtime/scheduler.hpp"
+
+namespace weft::detail {
+namespace {
+
+constexpr unsigned chunk_bits = 9;
+constexpr std::size_t chunk_records = std::size_t{1} << chunk_bits;
+constexpr std::size_t max_chunks = std::size_t{1} << 16;
+constexpr std::uint64_t gen_mask = ~std::uint64_t{0} << 32;
+constexpr std::int64_t thread_slice_ns = 100'000'000;
+
+// N1: chunk pointers, installed by CAS (release), read with acquire.
+std::atomic<poll_desc*> g_chunks[max_chunks];
+
+// The running run's epoll set and epoch (0 = no run). Written by
+// netpoll_start/stop on run()'s thread while no fiber runs; read relaxed
+// by fibers of that run (ordered by the thread starts) and with acquire by
+// plain threads, which tolerate a stale value (see close()).
+std::atomic<int> g_epfd{-1};
+std::atomic<std::uint32_t> g_epoch{0};
+std::uint32_t g_epoch_counter = 0;  // run()'s thread only
+// Counters (relaxed: statistics and a hint for netpoll_poll_once).
+std::atomic<std::int64_t> g_registered{0};
+std::atomic<std::int64_t> g_parked{0};
+std::atomic<std::uint64_t> g_wakeups{0};
+// One worker polls at a time: exchange(acquire) to enter, store(release)
+// to leave, so the next poller sees the previous one's slot updates.
+std::atomic<bool> g_polling{false};
+bool g_worker_poll = true;  // written by netpoll_start only
+
+[[noreturn]] void fatal(const char* msg, int fd) {
+  std::fprintf(stderr, "weft: %s (descriptor %d)\n", msg, fd);
+  std::abort();
+}
+
+poll_desc* record_of(int fd, bool create) {
+  if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "weft::net");
+  const std::size_t c = static_cast<std::size_t>(fd) >> chunk_bits;
+  if (c >= max_chunks) throw std::system_error(EMFILE, std::generic_category(), "weft::net");
+  poll_desc* chunk = g_chunks[c].load(std::memory_order_acquire);  // pairs with the CAS below
+  if (chunk == nullptr) {
+    if (!create) return nullptr;
+    auto* fresh = new poll_desc[chunk_records];
+    for (std::size_t i = 0; i < chunk_records; ++i) {
+      fresh[i].fd = static_cast<int>((c << chunk_bits) + i);
+    }
+    if (g_chunks[c].compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+      chunk = fresh;
+    } else {
+      delete[] fresh;  // another thread installed one first
+    }
+  }
+  return &chunk[static_cast<std::size_t>(fd) & (chunk_records - 1)];
+}
+
+std::uint32_t next_gen(std::uint64_t s) noexcept {
+  const std::uint32_t g = static_cast<std::uint32_t>(s >> 32) + 1;
+  return g == 0 ? 1 : g;  // 0 would make fd 0's tag collide with the eventfd's
+}
+
+// reset: fresh incarnation; the caller just claimed the record (N2).
+void reset(poll_desc& pd) noexcept {
+  for (int d = 0; d < 2; ++d) {
+    pd.slot[d].store(slot_empty, std::memory_order_relaxed);
+    pd.deadline[d].store(no_deadline, std::memory_order_relaxed);
+    pd.timer_epoch[d].store(0, std::memory_order_relaxed);
+  }
+  pd.reg_epoch.store(0, std::memory_order_relaxed);
+  pd.read_drained = false;
+}
+
+// finalize: N3. `s` is the state with closing set; the caller holds the
+// last reference (borrowed) or none is left (owned).
+void finalize(poll_desc& pd, std::uint64_t s) noexcept {
+  const bool borrowed = (s & pd_borrowed) != 0;
+  const std::uint32_t e = g_epoch.load(std::memory_order_acquire);
+  if (e != 0 && pd.reg_epoch.load(std::memory_order_acquire) == e) {
+    if (borrowed) {
+      epoll_event ev{};
+      ::epoll_ctl(g_epfd.load(std::memory_order_relaxed), EPOLL_CTL_DEL, pd.fd, &ev);
+    }
+    g_registered.fetch_sub(1, std::memory_order_relaxed);
+  }
+  pd.reg_epoch.store(0, std::memory_order_relaxed);
+  pd.slot[0].store(slot_empty, std::memory_order_relaxed);
+  pd.slot[1].store(slot_empty, std::memory_order_relaxed);
+  // release: the next claimant's CAS (acquire) sees the fields above.
+  pd.state.store(s & gen_mask, std::memory_order_release);
+  if (!borrowed) ::close(pd.fd);
+}
+
+// wake: ready a fiber taken from a slot. In the final phase of shutdown
+// the unwinder resumes every parked fiber itself, so one woken by a close
+// in some destructor is left to it: readying it as well would put it in
+// the unwinder's list of readied fibers *and* let its sweep over all
+// records resume it, and a fiber finished by the sweep is then taken from
+// the list a second time (runtime.cpp, unwinder::finish).
+void wake(fiber* f) noexcept {
+  if (g_sched->ph.load(std::memory_order_relaxed) == phase::final) return;
+  ready(f);
+}
+
+// take: Go's netpollunblock. Remove a parked fiber from a slot (and return
+// it), recording readiness if `ioready`. N4, N5.
+fiber* take(std::atomic<std::uintptr_t>& slot, bool ioready) noexcept {
+  std::uintptr_t old = slot.load(std::memory_order_seq_cst);
+  for (;;) {
+    if (old == slot_ready) return nullptr;
+    if (old == slot_empty && !ioready) return nullptr;
+    const std::uintptr_t nv = ioready ? slot_ready : slot_empty;
+    if (slot.compare_exchange_weak(old, nv, std::memory_order_seq_cst)) {
+      if (old <= slot_wait) return nullptr;  // nobody parked yet: the commit will fail
+      g_parked.fetch_sub(1, std::memory_order_relaxed);
+      return reinterpret_cast<fiber*>(old);
+    }
+  }
+}
+
+// collect: the fibers one epoll event wakes (up to two).
+std::size_t collect(const epoll_event& ev, fiber** out) noexcept {
+  const int fd = static_cast<int>(static_cast<std::uint32_t>(ev.data.u64));
+  const std::uint32_t gen = static_cast<std::uint32_t>(ev.data.u64 >> 32);
+  poll_desc* chunk = g_chunks[static_cast<std::size_t>(fd) >> chunk_bits].load(
+      std::memory_order_acquire);  // N1; pairs with record_of's CAS
+  if (chunk == nullptr) return 0;
+  poll_desc& pd = chunk[static_cast<std::size_t>(fd) & (chunk_records - 1)];
+  const std::uint64_t s = pd.state.load(std::memory_order_acquire);
+  // Stale (closed, or a later incarnation): drop. A record closed and
+  // reclaimed right after this check gets a spurious readiness at worst,
+  // which its next operation absorbs with one EAGAIN.
+  if ((s & pd_active) == 0 || static_cast<std::uint32_t>(s >> 32) != gen) return 0;
+  std::size_t n = 0;
+  if ((ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+    if (fiber* f = take(pd.slot[dir_read], true)) out[n++] = f;
+  }
+  if ((ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) {
+    if (fiber* f = take(pd.slot[dir_write], true)) out[n++] = f;
+  }
+  return n;
+}
+
+void register_slow(poll_desc& pd, std::uint32_t epoch) {
+  pd.reg_lock.lock();
+  if (pd.reg_epoch.load(std::memory_order_relaxed) != epoch) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 =
+        (pd.state.load(std::memory_order_relaxed) & gen_mask) | static_cast<std::uint32_t>(pd.fd);
+    const int epfd = g_epfd.load(std::memory_order_relaxed);
+    int rc = ::epoll_ctl(epfd, EPOLL_CTL_ADD, pd.fd, &ev);
+    // EEXIST: this open file is still in the set under an older tag (a
+    // borrowed registration whose removal failed): retag it.
+    if (rc != 0 && errno == EEXIST) rc = ::epoll_ctl(epfd, EPOLL_CTL_MOD, pd.fd, &ev);
+    if (rc != 0) {
+      const int e = errno;
+      pd.reg_lock.unlock();
+      throw std::system_error(e, std::generic_category(), "weft::net: epoll_ctl");
+    }
+    g_registered.fetch_add(1, std::memory_order_relaxed);
+    pd.reg_epoch.store(epoch, std::memory_order_release);  // pairs with fiber_wait's acquire
+  }
+  pd.reg_lock.unlock();
+}
+
+void deadline_fired(timer* t) {
+  auto* pd = static_cast<poll_desc*>(t->arg);
+  const int dir = t == &pd->dl_timer[dir_write] ? dir_write : dir_read;
+  if (fiber* f = take(pd->slot[dir], false)) ready(f);  // the poller's batch
+}
+
+// arm: make dl_timer[dir] match deadline[dir] (N6). Any thread of a run.
+void arm(poll_desc& pd, int dir) noexcept {
+  const std::uint32_t e = g_epoch.load(std::memory_order_acquire);
+  if (e == 0) return;  // no run: plain threads compare deadlines themselves
+  poller& pl = g_sched->poll;
+  fiber* f = nullptr;
+  pl.timers_lock().lock();
+  if (!pd_closing(pd)) {
+    timer& t = pd.dl_timer[dir];
+    pl.cancel_timer_locked(&t);
+    const std::int64_t when = pd.deadline[dir].load(std::memory_order_seq_cst);
+    if (when != no_deadline) {
+      if (when <= now_ns()) {
+        f = take(pd.slot[dir], false);  // N5 with the waiter's recheck
+      } else {
+        t.when = when;
+        t.period = 0;
+        t.fire = &deadline_fired;
+        t.arg = &pd;
+        pl.add_timer_locked(&t);
+      }
+    }
+    pd.timer_epoch[dir].store(e, std::memory_order_relaxed);
+  }
+  pl.timers_lock().unlock();
+  if (f != nullptr) wake(f);
+}
+
+void cancel_timers(poll_desc& pd) noexcept {
+  if (g_epoch.load(std::memory_order_acquire) == 0) return;  // no heap holds them
+  poller& pl = g_sched->poll;
+  pl.timers_lock().lock();
+  pl.cancel_timer_locked(&pd.dl_timer[dir_read]);
+  pl.cancel_timer_locked(&pd.dl_timer[dir_write]);
+  pl.timers_lock().unlock();
+}
+
+// own_timer: a per-call deadline (wait_readable's, dial's, accept's
+// back-off). Cancelled by its destructor, also when the fiber is unwound.
+struct own_timer {
+  timer t;
+  poll_desc* pd = nullptr;
+  int dir = 0;
+  std::atomic<bool> fired{false};
+  bool armed = false;
+
+  void arm(poll_desc& p, int d, std::int64_t when) {
+    pd = &p;
+    dir = d;
+    t.when = when;
+    t.arg = this;
+    t.fire = [](timer* tm) {
+      auto* self = static_cast<own_timer*>(tm->arg);
+      self->fired.store(true, std::memory_order_seq_cst);  // N5
+      if (fiber* f = take(self->pd->slot[self->dir], false)) ready(f);
+    };
+    poller& pl = g_sched->poll;
+    pl.timers_lock().lock();
+    pl.add_timer_locked(&t);
+    pl.timers_lock().unlock();
+    armed = true;
+  }
+  ~own_timer() {
+    if (!armed) return;
+    poller& pl = g_sched->poll;
+    pl.timers_lock().lock();
+    pl.cancel_timer_locked(&t);
+    pl.timers_lock().unlock();
+  }
+};
+
+struct commit_arg {
+  std::atomic<std::uintptr_t>* slot;
+  fiber* self;
+  waiter* w;
+};
+
+// commit: the park's release function, run once the fiber's context is
+// saved. If a waker replaced slot_wait meanwhile, resume at once.
+void commit(void* p) {
+  auto* a = static_cast<commit_arg*>(p);
+  g_parked.fetch_add(1, std::memory_order_relaxed);
+  std::uintptr_t expected = slot_wait;
+  // seq_cst: N5 (a waker's take() must see either slot_wait or the fiber).
+  if (a->slot->compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(a->self),
+                                       std::memory_order_seq_cst)) {
+    return;  // `a` may be gone from here on: the fiber can run elsewhere
+  }
+  g_parked.fetch_sub(1, std::memory_order_relaxed);
+  unpark(*a->w);
+}
+
+bool should_stop(const poll_desc& pd, int dir, bool use_pd_deadline, const own_timer* ot) {
+  if (pd_closing(pd)) return true;
+  if (use_pd_deadline && netpoll_timed_out(pd, dir)) return true;
+  return ot != nullptr && ot->fired.load(std::memory_order_seq_cst);
+}
+
+void fiber_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline) {
+  const std::uint32_t e = g_epoch.load(std::memory_order_relaxed);
+  if (pd.reg_epoch.load(std::memory_order_acquire) != e) register_slow(pd, e);
+  if (use_pd_deadline && pd.deadline[dir].load(std::memory_order_relaxed) != no_deadline &&
+      pd.timer_epoch[dir].load(std::memory_order_relaxed) != e) {
+    arm(pd, dir);  // set outside this run: its timer is not in our heap yet
+  }
+  own_timer ot;
+  if (own_deadline != no_deadline) {
+    if (own_deadline <= now_ns()) return;
+    ot.arm(pd, dir, own_deadline);
+  }
+  std::atomic<std::uintptr_t>& slot = pd.slot[dir];
+  // 1. Consume pending readiness, or announce that we are about to park.
+  std::uintptr_t v = slot.load(std::memory_order_acquire);
+  for (;;) {
+    if (v == slot_ready) {
+      if (slot.compare_exchange_weak(v, slot_empty, std::memory_order_acquire)) return;
+    } else if (v == slot_empty) {
+      if (slot.compare_exchange_weak(v, slot_wait, std::memory_order_seq_cst)) break;
+    } else {
+      fatal("two fibers wait on one direction of a descriptor", pd.fd);
+    }
+  }
+  // 2. N5: re-check what would wake us, now that wakers can see slot_wait.
+  if (should_stop(pd, dir, use_pd_deadline, ot.armed ? &ot : nullptr)) {
+    slot.exchange(slot_empty, std::memory_order_acq_rel);
+    return;
+  }
+  // 3. Park; commit() publishes us in the slot once our context is saved.
+  waiter w;
+  w.prepare();
+  commit_arg a{&slot, w.fiber_, &w};
+  try {
+    park(w, &commit, &a, dir == dir_read ? wait_reason::netpoll_read : wait_reason::netpoll_write,
+         &pd);
+  } catch (...) {
+    // Unwound at shutdown: leave the slot unless a waker already took us.
+    std::uintptr_t me = reinterpret_cast<std::uintptr_t>(a.self);
+    if (slot.compare_exchange_strong(me, slot_empty, std::memory_order_acq_rel)) {
+      g_parked.fetch_sub(1, std::memory_order_relaxed);
+    }
+    throw;
+  }
+  // 4. Woken by take(): the slot is slot_ready or slot_empty; consume it,
+  // since the caller retries its system call next.
+  slot.exchange(slot_empty, std::memory_order_acq_rel);
+}
+
+void thread_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline) {
+  pd.thread_waiters.fetch_add(1, std::memory_order_seq_cst);  // Dekker with pd_close
+  struct leave {
+    poll_desc& pd;
+    ~leave() { pd.thread_waiters.fetch_sub(1, std::memory_order_relaxed); }
+  } guard{pd};
+  for (;;) {
+    if (pd_closing(pd)) return;
+    std::int64_t until = own_deadline;
+    if (use_pd_deadline) {
+      const std::int64_t d = pd.deadline[dir].load(std::memory_order_relaxed);
+      if (d < until) until = d;
+    }
+    const std::int64_t now = now_ns();
+    if (until <= now) return;
+    const std::int64_t wait = until - now < thread_slice_ns ? until - now : thread_slice_ns;
+    timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+    pollfd p{pd.fd, static_cast<short>(dir == dir_read ? (POLLIN | POLLRDHUP) : POLLOUT), 0};
+    if (::ppoll(&p, 1, &ts, nullptr) != 0) return;  // ready, hung up, error, or EINTR
+  }
+}
+
+}  // namespace
+
+// ---- lifecycle ----
+
+poll_desc* pd_open(int fd, std::uint32_t* gen) {
+  poll_desc* pd = record_of(fd, true);
+  std::uint64_t s = pd->state.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((s & pd_active) != 0) {
+      fatal(
+          "a new descriptor's record is still in use: was a weft::net descriptor closed "
+          "with ::close() instead of its close()?",
+          fd);
+    }
+    const std::uint32_t g = next_gen(s);
+    if (pd->state.compare_exchange_weak(s, (std::uint64_t{g} << 32) | pd_active | 1,
+                                        std::memory_order_acquire)) {
+      *gen = g;
+      break;
+    }
+  }
+  reset(*pd);
+  return pd;
+}
+
+poll_desc* pd_borrow(int fd, std::uint32_t* gen) {
+  poll_desc* pd = record_of(fd, true);
+  std::uint64_t s = pd->state.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((s & pd_active) == 0) {
+      const std::uint32_t g = next_gen(s);
+      if (pd->state.compare_exchange_weak(s, (std::uint64_t{g} << 32) | pd_active | pd_borrowed | 1,
+                                          std::memory_order_acquire)) {
+        reset(*pd);
+        *gen = g;
+        return pd;
+      }
+      continue;
+    }
+    if ((s & pd_closing_bit) != 0) {
+      // Being closed or deregistered by another party, which takes one
+      // system call: let it finish, then claim the record afresh.
+      weft::yield();
+      s = pd->state.load(std::memory_order_relaxed);
+      continue;
+    }
+    if ((s & pd_refs_mask) == pd_refs_mask) fatal("too many operations on one descriptor", fd);
+    if (pd->state.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) {
+      *gen = static_cast<std::uint32_t>(s >> 32);
+      return pd;
+    }
+  }
+}
+
+bool pd_acquire(poll_desc& pd, std::uint32_t gen) noexcept {
+  std::uint64_t s = pd.state.load(std::memory_order_relaxed);
+  for (;;) {
+    if (static_cast<std::uint32_t>(s >> 32) != gen ||
+        (s & (pd_active | pd_closing_bit)) != pd_active) {
+      return false;
+    }
+    if ((s & pd_refs_mask) == pd_refs_mask) fatal("too many operations on one descriptor", pd.fd);
+    // acquire: pairs with the release in pd_release/finalize.
+    if (pd.state.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) return true;
+  }
+}
+
+void pd_release(poll_desc& pd) noexcept {
+  std::uint64_t s = pd.state.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::uint64_t refs = s & pd_refs_mask;
+    if (refs == 1 && (s & pd_borrowed) != 0 && (s & pd_closing_bit) == 0) {
+      // Last borrower: close the record to newcomers, then deregister.
+      if (pd.state.compare_exchange_weak(s, s | pd_closing_bit, std::memory_order_acq_rel)) {
+        finalize(pd, s | pd_closing_bit);
+        return;
+      }
+      continue;
+    }
+    // acq_rel: the last one out sees every other holder's writes.
+    if (pd.state.compare_exchange_weak(s, s - 1, std::memory_order_acq_rel)) {
+      if (refs == 1 && (s & pd_closing_bit) != 0) finalize(pd, s - 1);
+      return;
+    }
+  }
+}
+
+bool pd_close(poll_desc& pd, std::uint32_t gen) noexcept {
+  std::uint64_t s = pd.state.load(std::memory_order_relaxed);
+  for (;;) {
+    if (static_cast<std::uint32_t>(s >> 32) != gen ||
+        (s & (pd_active | pd_closing_bit | pd_borrowed)) != pd_active) {
+      return false;
+    }
+    // seq_cst: N5, the store half of the Dekker pair with fiber_wait and
+    // thread_wait.
+    if (pd.state.compare_exchange_weak(s, s | pd_closing_bit, std::memory_order_seq_cst)) break;
+  }
+  cancel_timers(pd);  // N6
+  for (int d = 0; d < 2; ++d) {
+    if (fiber* f = take(pd.slot[d], false)) wake(f);
+  }
+  if (pd.thread_waiters.load(std::memory_order_seq_cst) != 0) ::shutdown(pd.fd, SHUT_RDWR);
+  pd_release(pd);  // the owner's reference
+  return true;
+}
+
+// ---- waiting ----
+
+bool in_parkable_fiber() noexcept {
+  machine* m = current_m();
+  return m != nullptr && m->curg != nullptr && !m->in_blocking;
+}
+
+void netpoll_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline) {
+  if (in_parkable_fiber()) {
+    fiber_wait(pd, dir, own_deadline, use_pd_deadline);
+  } else {
+    thread_wait(pd, dir, own_deadline, use_pd_deadline);
+  }
+}
+
+void netpoll_set_deadline(poll_desc& pd, int dir, std::int64_t when) noexcept {
+  pd.deadline[dir].store(when, std::memory_order_seq_cst);  // N5
+  arm(pd, dir);
+}
+
+bool netpoll_timed_out(const poll_desc& pd, int dir) noexcept {
+  const std::int64_t d = pd.deadline[dir].load(std::memory_order_seq_cst);
+  return d != no_deadline && d <= now_ns();
+}
+
+// ---- the runtime's side ----
+
+void netpoll_start(int epfd) noexcept {
+  if (++g_epoch_counter == 0) g_epoch_counter = 1;
+  const char* env = std::getenv("WEFT_NETPOLL_WORKER_POLL");
+  g_worker_poll = env == nullptr || env[0] != '0';
+  g_registered.store(0, std::memory_order_relaxed);
+  g_parked.store(0, std::memory_order_relaxed);
+  g_wakeups.store(0, std::memory_order_relaxed);
+  g_epfd.store(epfd, std::memory_order_relaxed);
+  g_epoch.store(g_epoch_counter, std::memory_order_release);
+}
+
+void netpoll_stop() noexcept {
+  g_epoch.store(0, std::memory_order_release);
+  g_epfd.store(-1, std::memory_order_relaxed);
+  g_registered.store(0, std::memory_order_relaxed);
+  g_parked.store(0, std::memory_order_relaxed);
+}
+
+std::size_t netpoll_ready_events(const epoll_event* ev, int n) noexcept {
+  std::size_t woken = 0;
+  for (int i = 0; i < n; ++i) {
+    fiber* fs[2];
+    const std::size_t k = collect(ev[i], fs);
+    for (std::size_t j = 0; j < k; ++j) ready(fs[j]);
+    woken += k;
+  }
+  if (woken != 0) g_wakeups.fetch_add(woken, std::memory_order_relaxed);
+  return woken;
+}
+
+fiber* netpoll_poll_once() noexcept {
+  if (!g_worker_poll || g_parked.load(std::memory_order_relaxed) <= 0) return nullptr;
+  if (g_polling.load(std::memory_order_relaxed) ||
+      g_polling.exchange(true, std::memory_order_acquire)) {
+    return nullptr;
+  }
+  constexpr int max_events = 128;
+  epoll_event ev[max_events];
+  fiber* fs[2 * max_events];
+  std::size_t k = 0;
+  const int n = ::epoll_wait(g_epfd.load(std::memory_order_relaxed), ev, max_events, 0);
+  for (int i = 0; i < n; ++i) {
+    if (ev[i].data.u64 != 0) k += collect(ev[i], fs + k);  // 0: the poller's eventfd
+  }
+  g_polling.store(false, std::memory_order_release);
+  if (k == 0) return nullptr;
+  g_wakeups.fetch_add(k, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < k; ++i)
+    fs[i]->state.store(fiber_state::runnable, std::memory_order_relaxed);
+  if (k > 1) inject(fs + 1, k - 1);
+  return fs[0];
+}
+
+std::int64_t netpoll_registered() noexcept { return g_registered.load(std::memory_order_relaxed); }
+std::int64_t netpoll_parked() noexcept { return g_parked.load(std::memory_order_relaxed); }
+std::uint64_t netpoll_wakeups() noexcept { return g_wakeups.load(std::memory_order_relaxed); }
+
+}  // namespace weft::detail

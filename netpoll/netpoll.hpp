@@ -1,0 +1,131 @@
+#pragma once
+// netpoll.hpp: descriptor records and waiting for readiness (netpoll.cpp
+// holds the design note). The public face is weft/net.hpp (net.cpp).
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "runtime/timer_heap.hpp"
+#include "weft/detail/spinlock.hpp"
+#include "weft/sync.hpp"
+
+namespace weft::detail {
+
+struct fiber;
+
+inline constexpr int dir_read = 0;
+inline constexpr int dir_write = 1;
+inline constexpr std::int64_t no_deadline = INT64_MAX;
+
+// poll_desc: the netpoller's record of one descriptor (Go's pollDesc).
+// Type-stable: records live in a table indexed by fd whose chunks are never
+// freed (N1 in netpoll.cpp), so a stale pointer or a stale epoll event
+// always lands on a valid record and is told apart by the generation.
+struct alignas(64) poll_desc {
+  // state: generation (high 32 bits) | active | closing | borrowed | refs.
+  // Changed by CAS only (N2, N3); seq_cst: close's store of `closing` and a
+  // waiter's announcement in `slot` are the two halves of a Dekker pair.
+  std::atomic<std::uint64_t> state{0};
+  // Wait slots, one per direction: slot_empty, slot_ready, slot_wait or the
+  // parked fiber (N4). CAS by the waiter, the poller, timers and close.
+  std::atomic<std::uintptr_t> slot[2] = {};
+  // Deadlines in steady_clock ns, no_deadline when none. Stored by
+  // set_deadline (seq_cst: read by the waiter's recheck after it announces
+  // itself in `slot`, the Dekker pair with the timer's unblock).
+  std::atomic<std::int64_t> deadline[2] = {};
+  // The run (epoch) this descriptor is registered with epoll in; 0 = not
+  // registered. Written under reg_lock_ with release, read with acquire.
+  std::atomic<std::uint32_t> reg_epoch{0};
+  // The run whose timer heap holds dl_timer[d] (or that decided none was
+  // needed). Written under the timers lock; read relaxed as a hint (N6).
+  std::atomic<std::uint32_t> timer_epoch[2] = {};
+  // Plain threads blocked in poll(2) on this descriptor; close() shuts the
+  // socket down when non-zero so poll(2) returns. seq_cst (Dekker with close).
+  std::atomic<std::int32_t> thread_waiters{0};
+  int fd = -1;  // the index; constant once the chunk exists
+  // The last read on this descriptor stopped short of the buffer: the
+  // socket was drained, so the next read may wait for an edge before trying
+  // (net.cpp). Only the holder of mu[dir_read] touches it.
+  bool read_drained = false;
+  spinlock reg_lock;
+  // Deadline timers; guarded by the poller's timers lock.
+  timer dl_timer[2];
+  // One operation per direction at a time (Go's fdMutex): a direction's
+  // slot has at most one waiter, and concurrent writes do not interleave.
+  weft::mutex mu[2];
+};
+
+// ---- lifecycle (netpoll.cpp) ----
+
+// pd_open: claim the record of a descriptor the caller just created and
+// owns; the returned generation identifies this incarnation. The record
+// holds one reference for the owner, dropped by pd_close. Throws bad_alloc.
+poll_desc* pd_open(int fd, std::uint32_t* gen);
+// pd_borrow: a reference to the record of a descriptor weft does not own
+// (wait_readable on a foreign descriptor), or of one it does (a conn's fd).
+// Released by pd_release; the last borrower deregisters it.
+poll_desc* pd_borrow(int fd, std::uint32_t* gen);
+// pd_acquire: take a reference for one operation; false when the record was
+// closed (or is a later incarnation). pd_release: drop it; the last
+// reference out of a closed record closes the descriptor (N3).
+bool pd_acquire(poll_desc& pd, std::uint32_t gen) noexcept;
+void pd_release(poll_desc& pd) noexcept;
+// pd_close: close the incarnation `gen`: no new operation starts, waiting
+// ones wake with operation_canceled, and the descriptor is closed when the
+// last operation leaves. False when it was already closed.
+bool pd_close(poll_desc& pd, std::uint32_t gen) noexcept;
+inline bool pd_closing(const poll_desc& pd) noexcept;
+
+// ---- waiting (netpoll.cpp) ----
+
+// netpoll_wait: the operation in direction `dir` got EAGAIN: return once
+// the descriptor may be ready, the record is closing, its deadline (when
+// `use_pd_deadline`) or `own_deadline` passed. Fibers park on the
+// netpoller; other callers block in poll(2). The caller holds a reference
+// and pd.mu[dir], retries its system call and checks the errors itself.
+void netpoll_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline);
+// netpoll_set_deadline: store a deadline and arm its timer; a waiter that
+// is blocked now is woken if the deadline already passed.
+void netpoll_set_deadline(poll_desc& pd, int dir, std::int64_t when) noexcept;
+// netpoll_timed_out: the record's deadline for `dir` has passed.
+bool netpoll_timed_out(const poll_desc& pd, int dir) noexcept;
+// in_parkable_fiber: the caller is a fiber that may park (not a plain
+// thread, not inside weft::blocking).
+bool in_parkable_fiber() noexcept;
+
+// ---- the runtime's side ----
+
+// netpoll_start / netpoll_stop: called by the poller when a run starts
+// (with its epoll set) and when it is torn down.
+void netpoll_start(int epfd) noexcept;
+void netpoll_stop() noexcept;
+// netpoll_ready_events: the poller thread's dispatch of epoll events (none
+// of them the eventfd): ready every fiber they wake. Returns how many.
+std::size_t netpoll_ready_events(const epoll_event* ev, int n) noexcept;
+// netpoll_poll_once: a worker that found nothing else to run polls epoll
+// without blocking (one worker at a time); it returns one woken fiber to
+// run itself and injects the rest. Null when there was nothing.
+fiber* netpoll_poll_once() noexcept;
+// Counters for diagnostics and deadlock detection: descriptors registered
+// with this run's epoll set, fibers parked on the netpoller, and fibers the
+// netpoller woke in this run (runtime_stats::netpoll_wakeups).
+std::int64_t netpoll_registered() noexcept;
+std::int64_t netpoll_parked() noexcept;
+std::uint64_t netpoll_wakeups() noexcept;
+
+// ---- state word layout ----
+inline constexpr std::uint64_t pd_refs_mask = (std::uint64_t{1} << 29) - 1;
+inline constexpr std::uint64_t pd_borrowed = std::uint64_t{1} << 29;
+inline constexpr std::uint64_t pd_closing_bit = std::uint64_t{1} << 30;
+inline constexpr std::uint64_t pd_active = std::uint64_t{1} << 31;
+inline constexpr std::uintptr_t slot_empty = 0;
+inline constexpr std::uintptr_t slot_ready = 1;
+inline constexpr std::uintptr_t slot_wait = 2;
+
+inline bool pd_closing(const poll_desc& pd) noexcept {
+  return (pd.state.load(std::memory_order_seq_cst) & pd_closing_bit) != 0;
+}
+
+}  // namespace weft::detail
