@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,7 +47,20 @@ namespace {
   throw std::system_error(std::make_error_code(std::errc::timed_out), api);
 }
 
-// op_ref: one operation's reference on a record (netpoll.hpp N3).
+// dir_lock: holds a record's direction lock (poll_desc::lock).
+class dir_lock {
+ public:
+  dir_lock(poll_desc& pd, int dir) : pd_(pd), dir_(dir) { pd_lock(pd, dir); }
+  ~dir_lock() { pd_unlock(pd_, dir_); }
+  dir_lock(const dir_lock&) = delete;
+  dir_lock& operator=(const dir_lock&) = delete;
+
+ private:
+  poll_desc& pd_;
+  int dir_;
+};
+
+// op_ref: one operation's reference on a record (netpoll.cpp N3).
 class op_ref {
  public:
   op_ref(poll_desc* pd, std::uint32_t gen, const char* api) : pd_(pd) {
@@ -60,6 +74,16 @@ class op_ref {
  private:
   poll_desc* pd_;
 };
+
+// sys_read / sys_send: the system calls without glibc's cancellation-point
+// wrappers (two extra calls around every read and send; a fiber cannot be
+// cancelled by pthread_cancel anyway). Return -1 with errno set on failure.
+ssize_t sys_read(int fd, void* buf, std::size_t n) noexcept {
+  return ::syscall(SYS_read, fd, buf, n);
+}
+ssize_t sys_send(int fd, const void* buf, std::size_t n) noexcept {
+  return ::syscall(SYS_sendto, fd, buf, n, MSG_NOSIGNAL, nullptr, 0);
+}
 
 void check(const poll_desc& pd, int dir, const char* api) {
   if (pd_closing(pd)) throw_canceled(api);
@@ -86,13 +110,36 @@ poll_desc* adopt(int fd, std::uint32_t* gen) {
   }
 }
 
+// read_locked: the caller holds the read lock.
+//
+// A read that returned less than it asked for drained the socket: TCP
+// hands over everything queued, and data arriving later raises a new edge.
+// So the next read waits for that edge first instead of spending a system
+// call on EAGAIN (nginx and the epoll peer do the same); a pending
+// readiness (slot_ready) makes the wait return at once. Edge-triggered
+// registration is what makes this safe: every arrival after the short read
+// marks the slot ready or wakes the waiter.
+//
+// Not after a hang-up: a FIN (or an error) queued behind the data raises no
+// further edge, so then the read always tries first.
 std::size_t read_locked(poll_desc& pd, std::span<std::byte> buf, const char* api) {
+  bool wait_first =
+      pd.read_drained && !pd.hup.load(std::memory_order_relaxed) && in_parkable_fiber();
   for (;;) {
     check(pd, dir_read, api);
     if (buf.empty()) return 0;
-    const ssize_t n = ::read(pd.fd, buf.data(), buf.size());
-    if (n >= 0) return static_cast<std::size_t>(n);
+    if (wait_first) {
+      wait_first = false;
+      netpoll_wait(pd, dir_read, no_deadline, true);
+      continue;
+    }
+    const ssize_t n = sys_read(pd.fd, buf.data(), buf.size());
+    if (n >= 0) {
+      pd.read_drained = n > 0 && static_cast<std::size_t>(n) < buf.size();
+      return static_cast<std::size_t>(n);
+    }
     const int e = errno;
+    pd.read_drained = false;
     if (e == EINTR) continue;
     if (e != EAGAIN) throw_errno(e, api);
     netpoll_wait(pd, dir_read, no_deadline, true);
@@ -103,7 +150,7 @@ void write_locked(poll_desc& pd, std::span<const std::byte> buf, const char* api
   std::size_t done = 0;
   while (done < buf.size()) {
     check(pd, dir_write, api);
-    const ssize_t n = ::send(pd.fd, buf.data() + done, buf.size() - done, MSG_NOSIGNAL);
+    const ssize_t n = sys_send(pd.fd, buf.data() + done, buf.size() - done);
     if (n >= 0) {
       done += static_cast<std::size_t>(n);
       continue;
@@ -172,7 +219,7 @@ void wait_io(int fd, int dir, std::chrono::steady_clock::time_point deadline, co
     poll_desc* pd;
     ~release() { pd_release(*pd); }
   } rel{pd};
-  std::lock_guard<weft::mutex> lk(pd->mu[dir]);
+  dir_lock lk(*pd, dir);
   for (;;) {
     if (poll_now(fd, events, api)) return;
     if (pd_closing(*pd)) throw_canceled(api);  // a weft conn's descriptor, closed
@@ -246,14 +293,14 @@ conn::~conn() {
 std::size_t conn::read(std::span<std::byte> buf) {
   static constexpr const char* api = "weft::net::conn::read";
   detail::op_ref ref(pd_, gen_, api);
-  std::lock_guard<weft::mutex> lk(pd_->mu[dir_read]);
+  detail::dir_lock lk(*pd_, dir_read);
   return detail::read_locked(*pd_, buf, api);
 }
 
 void conn::read_exactly(std::span<std::byte> buf) {
   static constexpr const char* api = "weft::net::conn::read_exactly";
   detail::op_ref ref(pd_, gen_, api);
-  std::lock_guard<weft::mutex> lk(pd_->mu[dir_read]);
+  detail::dir_lock lk(*pd_, dir_read);
   std::size_t done = 0;
   while (done < buf.size()) {
     const std::size_t n = detail::read_locked(*pd_, buf.subspan(done), api);
@@ -268,7 +315,7 @@ void conn::read_exactly(std::span<std::byte> buf) {
 void conn::write(std::span<const std::byte> buf) {
   static constexpr const char* api = "weft::net::conn::write";
   detail::op_ref ref(pd_, gen_, api);
-  std::lock_guard<weft::mutex> lk(pd_->mu[dir_write]);
+  detail::dir_lock lk(*pd_, dir_write);
   detail::write_locked(*pd_, buf, api);
 }
 
@@ -339,7 +386,7 @@ conn listener::accept() {
   constexpr std::int64_t first_backoff = 2'000'000, max_backoff = 100'000'000;
   detail::op_ref ref(pd_, gen_, api);
   detail::poll_desc& pd = *pd_;
-  std::lock_guard<weft::mutex> lk(pd.mu[dir_read]);
+  detail::dir_lock lk(pd, dir_read);
   std::int64_t backoff = 0;
   for (;;) {
     if (detail::pd_closing(pd)) detail::throw_canceled(api);

@@ -9,7 +9,7 @@
 
 #include "runtime/timer_heap.hpp"
 #include "weft/detail/spinlock.hpp"
-#include "weft/sync.hpp"
+#include "weft/sync.hpp"  // node_queue
 
 namespace weft::detail {
 
@@ -19,10 +19,29 @@ inline constexpr int dir_read = 0;
 inline constexpr int dir_write = 1;
 inline constexpr std::int64_t no_deadline = INT64_MAX;
 
-// poll_desc: the netpoller's record of one descriptor (Go's pollDesc).
-// Type-stable: records live in a table indexed by fd whose chunks are never
-// freed (N1 in netpoll.cpp), so a stale pointer or a stale epoll event
-// always lands on a valid record and is told apart by the generation.
+// poll_cold: the rarely used part of a record, allocated on first use
+// (a deadline, a contended direction lock, a plain thread waiting) and then
+// kept for every later incarnation of the record (N1).
+struct poll_cold {
+  spinlock lk;  // guards waiters
+  // Fibers and threads queued for a direction lock (poll_desc::lock).
+  node_queue waiters[2];
+  // Plain threads blocked in poll(2) on this descriptor; close() shuts the
+  // socket down when non-zero so poll(2) returns. seq_cst (Dekker with
+  // pd_close).
+  std::atomic<std::int32_t> thread_waiters{0};
+  // The run (epoch) whose timer heap holds dl_timer[d] (or that decided
+  // none was needed). Written under the timers lock; read relaxed (N6).
+  std::atomic<std::uint32_t> timer_epoch[2] = {};
+  // Deadline timers; guarded by the poller's timers lock.
+  timer dl_timer[2];
+};
+
+// poll_desc: the netpoller's record of one descriptor (Go's pollDesc): one
+// cache line, everything an operation touches. Type-stable: records live in
+// a table indexed by fd whose chunks are never freed (N1 in netpoll.cpp),
+// so a stale pointer or a stale epoll event always lands on a valid record
+// and is told apart by the generation.
 struct alignas(64) poll_desc {
   // state: generation (high 32 bits) | active | closing | borrowed | refs.
   // Changed by CAS only (N2, N3); seq_cst: close's store of `closing` and a
@@ -35,27 +54,31 @@ struct alignas(64) poll_desc {
   // set_deadline (seq_cst: read by the waiter's recheck after it announces
   // itself in `slot`, the Dekker pair with the timer's unblock).
   std::atomic<std::int64_t> deadline[2] = {};
+  // The cold part, or null; installed once by CAS (release/acquire).
+  std::atomic<poll_cold*> cold{nullptr};
+  // Direction locks (Go's fdMutex read/write locks): one operation per
+  // direction at a time, so a slot has at most one waiter and concurrent
+  // writes do not interleave. 0 free, 1 held, 3 held with waiters queued in
+  // cold->waiters (the waiters bit changes only under cold->lk). Acquire on
+  // lock, release on unlock.
+  std::atomic<std::uint16_t> lock[2] = {};
   // The run (epoch) this descriptor is registered with epoll in; 0 = not
-  // registered. Written under reg_lock_ with release, read with acquire.
+  // registered, reg_busy set while a registration is in progress. CAS by
+  // the registering party; the final store is release, readers acquire.
   std::atomic<std::uint32_t> reg_epoch{0};
-  // The run whose timer heap holds dl_timer[d] (or that decided none was
-  // needed). Written under the timers lock; read relaxed as a hint (N6).
-  std::atomic<std::uint32_t> timer_epoch[2] = {};
-  // Plain threads blocked in poll(2) on this descriptor; close() shuts the
-  // socket down when non-zero so poll(2) returns. seq_cst (Dekker with close).
-  std::atomic<std::int32_t> thread_waiters{0};
   int fd = -1;  // the index; constant once the chunk exists
   // The last read on this descriptor stopped short of the buffer: the
   // socket was drained, so the next read may wait for an edge before trying
-  // (net.cpp). Only the holder of mu[dir_read] touches it.
+  // (net.cpp). Only the holder of lock[dir_read] touches it.
   bool read_drained = false;
-  spinlock reg_lock;
-  // Deadline timers; guarded by the poller's timers lock.
-  timer dl_timer[2];
-  // One operation per direction at a time (Go's fdMutex): a direction's
-  // slot has at most one waiter, and concurrent writes do not interleave.
-  weft::mutex mu[2];
+  // The peer hung up or the socket has an error (EPOLLRDHUP, EPOLLHUP,
+  // EPOLLERR seen): end of stream or an error may be pending behind the
+  // data, with no further edge to come, so reads never wait first. Set by
+  // the dispatcher before it takes the slot (so a reader woken through the
+  // slot sees it); cleared when the record is claimed.
+  std::atomic<bool> hup{false};
 };
+static_assert(sizeof(poll_desc) == 64, "poll_desc is one cache line");
 
 // ---- lifecycle (netpoll.cpp) ----
 
@@ -72,6 +95,11 @@ poll_desc* pd_borrow(int fd, std::uint32_t* gen);
 // reference out of a closed record closes the descriptor (N3).
 bool pd_acquire(poll_desc& pd, std::uint32_t gen) noexcept;
 void pd_release(poll_desc& pd) noexcept;
+// pd_lock / pd_unlock: the direction lock (poll_desc::lock). pd_lock parks
+// while another operation of that direction runs; it may throw (a fiber
+// unwound at shutdown) holding nothing.
+void pd_lock(poll_desc& pd, int dir);
+void pd_unlock(poll_desc& pd, int dir) noexcept;
 // pd_close: close the incarnation `gen`: no new operation starts, waiting
 // ones wake with operation_canceled, and the descriptor is closed when the
 // last operation leaves. False when it was already closed.
@@ -87,8 +115,8 @@ inline bool pd_closing(const poll_desc& pd) noexcept;
 // and pd.mu[dir], retries its system call and checks the errors itself.
 void netpoll_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline);
 // netpoll_set_deadline: store a deadline and arm its timer; a waiter that
-// is blocked now is woken if the deadline already passed.
-void netpoll_set_deadline(poll_desc& pd, int dir, std::int64_t when) noexcept;
+// is blocked now is woken if the deadline already passed. Throws bad_alloc.
+void netpoll_set_deadline(poll_desc& pd, int dir, std::int64_t when);
 // netpoll_timed_out: the record's deadline for `dir` has passed.
 bool netpoll_timed_out(const poll_desc& pd, int dir) noexcept;
 // in_parkable_fiber: the caller is a fiber that may park (not a plain
@@ -108,6 +136,18 @@ std::size_t netpoll_ready_events(const epoll_event* ev, int n) noexcept;
 // without blocking (one worker at a time); it returns one woken fiber to
 // run itself and injects the rest. Null when there was nothing.
 fiber* netpoll_poll_once() noexcept;
+// Who polls (netpoll.cpp): while some worker runs, workers poll the
+// descriptors themselves and the poller thread rests on its eventfd.
+// netpoll_poller_rest: may the poller rest now? (It then must call
+// netpoll_poller_unrest when it wakes.) netpoll_worker_polls: how many
+// worker polls so far, so the resting poller can tell that none happened
+// during a tick and poll itself. netpoll_worker_idle: a worker is about to
+// sleep; the last one wakes a resting poller.
+inline constexpr std::int64_t netpoll_rest_tick = 1'000'000;
+bool netpoll_poller_rest() noexcept;
+void netpoll_poller_unrest() noexcept;
+std::uint64_t netpoll_worker_polls() noexcept;
+void netpoll_worker_idle() noexcept;
 // Counters for diagnostics and deadlock detection: descriptors registered
 // with this run's epoll set, fibers parked on the netpoller, and fibers the
 // netpoller woke in this run (runtime_stats::netpoll_wakeups).

@@ -350,6 +350,7 @@ fiber* find_runnable(machine* m) noexcept {
         continue;
       }
     }
+    netpoll_worker_idle();  // the last machine to sleep hands the descriptors to the poller
     stopm(m);
     if (m->nextp != nullptr) {
       acquire_p(m, m->nextp);

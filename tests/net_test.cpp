@@ -461,6 +461,30 @@ TEST_CASE("concurrent writers on one conn never interleave their messages") {
   });
 }
 
+TEST_CASE("network wakeups reach fibers while every worker is busy with other fibers") {
+  net_runs([](unsigned w) {
+    listener ln = weft::net::listen("127.0.0.1:0");
+    weft::go(serve_echo, &ln);
+    conn c = weft::net::dial(ln.address());
+    std::atomic<bool> stop{false};
+    weft::wait_group busy;
+    busy.add(static_cast<int>(w));
+    for (unsigned i = 0; i < w; ++i) {
+      weft::go([&] {  // keeps its worker from ever going idle
+        while (!stop.load()) weft::yield();
+        busy.done();
+      });
+    }
+    for (int i = 0; i < 20; ++i) {
+      c.write(bytes("busy"));
+      CHECK(read_n(c, 4) == "busy");
+    }
+    stop = true;
+    busy.wait();
+    ln.close();
+  });
+}
+
 TEST_CASE("plain threads use conns with and without a running runtime") {
   // No runtime: the calls block the thread in poll(2).
   {
