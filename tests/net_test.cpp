@@ -278,12 +278,14 @@ TEST_CASE("listen(\":0\") accepts IPv4 and IPv6 clients, and dial resolves local
         listener ln = weft::net::listen(":0");
         const std::string port = std::to_string(ln.port());
         CHECK(ln.address() == "[::]:" + port);
+        // No CAPTURE here: doctest keeps INFO/CAPTURE scopes in a
+        // thread_local list, and a fiber may resume on another thread.
         for (const std::string host : {"127.0.0.1", "[::1]", "localhost"}) {
-          CAPTURE(host);
           conn a = weft::net::dial(host + ":" + port);
           conn b = ln.accept();
           a.write(bytes("hi"));
-          CHECK(read_n(b, 2) == "hi");
+          const bool echoed = read_n(b, 2) == "hi";
+          CHECK_MESSAGE(echoed, host);
           if (host == "127.0.0.1") {
             CHECK(b.remote_address() == a.local_address());  // v4-mapped prints as IPv4
             CHECK(a.local_address().rfind("127.0.0.1:", 0) == 0);
@@ -297,9 +299,10 @@ TEST_CASE("malformed addresses and unknown hosts throw system_error") {
   net_runs(
       [](unsigned) {
         for (const char* bad : {"127.0.0.1", "::1:80", "[::1]80", "host:99999", "host:x"}) {
-          CAPTURE(bad);
-          CHECK(errc_thrown([&] { weft::net::listen(bad); }) == std::errc::invalid_argument);
-          CHECK(errc_thrown([&] { weft::net::dial(bad); }) == std::errc::invalid_argument);
+          const std::errc l = errc_thrown([&] { weft::net::listen(bad); });
+          const std::errc d = errc_thrown([&] { weft::net::dial(bad); });
+          CHECK_MESSAGE(l == std::errc::invalid_argument, bad);
+          CHECK_MESSAGE(d == std::errc::invalid_argument, bad);
         }
         CHECK_THROWS_AS(weft::net::dial("no-such-host.invalid:80"), std::system_error);
       },
