@@ -1,4 +1,5 @@
-// netpoll.cpp: descriptor records and waiting for readiness.
+// netpoll.cpp: waiting for readiness on descriptor records (poll_desc.cpp),
+// deadlines, and dispatching epoll events to the waiters.
 //
 // Purpose
 //   Fibers block on sockets the way goroutines do: an operation tries its
@@ -12,26 +13,9 @@
 //     by plain threads, or never blocked on, cost no epoll_ctl at all, and a
 //     descriptor created outside a run (or kept across runs) is registered
 //     with the epoll set of the run that first waits on it.
-//   * Records are indexed by fd in a two-level table (64Ki chunk pointers,
-//     512 records per chunk). A chunk is installed by CAS and never freed
-//     or moved, so a record's address is stable forever (conn holds it) and
-//     the poller finds the record of an event with one acquire load. This
-//     is the "grows without moving elements" property of
-//     tbb::concurrent_vector, minus its caveat that a concurrent reader may
-//     see an element whose construction is still in progress (see
-//     fiber_pool.hpp's published_). Rejected: Go's free-list pollcache (a
-//     lock per open; the fd already is a unique index).
-//   * A record is one cache line (what every operation touches); deadline
-//     timers, lock queues and the count of waiting threads live in a cold
-//     part allocated the first time a descriptor needs one. At 10,000
-//     connections this halves the cache lines per message and saves 2 MB.
-//   * Every incarnation of a record has a generation; epoll's user data is
-//     (generation << 32 | fd), never 0 (0 is the poller's eventfd), so an
-//     event for a closed descriptor whose number was reused is dropped.
-//   * A reference count in the same word as the generation keeps the OS
-//     descriptor open while operations are in flight: close() marks the
-//     record closing, wakes both directions, cancels its deadline timers
-//     and drops the owner's reference; the last reference out closes it.
+//   * epoll's user data is (generation << 32 | fd), never 0 (0 is the
+//     poller's eventfd); an event whose generation is not the record's
+//     current one is stale (closed and reused descriptor) and dropped.
 //   * Waiting (Go's netpollblock): the waiter announces itself with
 //     slot_wait, re-checks closing and deadlines, then parks with a commit
 //     (the park protocol's release function) that swaps slot_wait for the
@@ -57,17 +41,7 @@
 //   polls if no worker did in the meantime (workers busy running fibers).
 //   Measured at 10,000 echo connections: see the final report of issue 4.
 //
-// Invariants
-//   N1  A chunk of the table and a cold part are never freed; the chunk of
-//       fd N exists before N is registered, so every event's record is a
-//       valid object.
-//   N2  A record is free (no pd_active) or active; the generation changes
-//       only when a free record is claimed. Only the holder of a reference
-//       (or the claimant) touches fd-related fields.
-//   N3  The party that drops the last reference of a closing record marks it
-//       free and then (owned) closes the descriptor or (borrowed) removes it
-//       from epoll first; nobody can claim the number before the kernel
-//       hands it out again, which is after the close.
+// Invariants (N1-N3 and N7, about records, are poll_desc.cpp's)
 //   N4  A slot holds a fiber only between a successful commit and the take()
 //       that readies it; exactly one party takes it (CAS). At most one fiber
 //       waits per direction (the direction lock).
@@ -103,18 +77,8 @@
 namespace weft::detail {
 namespace {
 
-constexpr unsigned chunk_bits = 9;
-constexpr std::size_t chunk_records = std::size_t{1} << chunk_bits;
-constexpr std::size_t max_chunks = std::size_t{1} << 16;
-constexpr std::uint64_t gen_mask = ~std::uint64_t{0} << 32;
 constexpr std::uint32_t reg_busy = std::uint32_t{1} << 31;
 constexpr std::int64_t thread_slice_ns = 100'000'000;
-constexpr std::uint16_t lock_held = 1;
-constexpr std::uint16_t lock_waiters = 2;
-
-// N1: chunk pointers, installed by CAS (release), read with acquire.
-std::atomic<poll_desc*> g_chunks[max_chunks];
-
 // The running run's epoll set and epoch (0 = no run; epochs stay below
 // reg_busy). Written by netpoll_start/stop on run()'s thread while no
 // fiber runs; read relaxed by fibers of that run (ordered by the thread
@@ -145,83 +109,6 @@ bool g_worker_poll = true;  // written by netpoll_start only
 std::atomic<bool> g_poller_resting{false};
 // Worker polls so far (relaxed: the poller only compares two readings).
 std::atomic<std::uint64_t> g_worker_polls{0};
-
-[[noreturn]] void fatal(const char* msg, int fd) {
-  std::fprintf(stderr, "weft: %s (descriptor %d)\n", msg, fd);
-  std::abort();
-}
-
-poll_desc* record_of(int fd) {
-  if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "weft::net");
-  const std::size_t c = static_cast<std::size_t>(fd) >> chunk_bits;
-  if (c >= max_chunks) throw std::system_error(EMFILE, std::generic_category(), "weft::net");
-  poll_desc* chunk = g_chunks[c].load(std::memory_order_acquire);  // pairs with the CAS below
-  if (chunk == nullptr) {
-    auto* fresh = new poll_desc[chunk_records];
-    for (std::size_t i = 0; i < chunk_records; ++i) {
-      fresh[i].fd = static_cast<int>((c << chunk_bits) + i);
-    }
-    if (g_chunks[c].compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel,
-                                            std::memory_order_acquire)) {
-      chunk = fresh;
-    } else {
-      delete[] fresh;  // another thread installed one first
-    }
-  }
-  return &chunk[static_cast<std::size_t>(fd) & (chunk_records - 1)];
-}
-
-poll_cold& cold_of(poll_desc& pd) {
-  poll_cold* c = pd.cold.load(std::memory_order_acquire);  // pairs with the CAS below
-  if (c != nullptr) return *c;
-  auto* fresh = new poll_cold();
-  if (pd.cold.compare_exchange_strong(c, fresh, std::memory_order_acq_rel,
-                                      std::memory_order_acquire)) {
-    return *fresh;
-  }
-  delete fresh;
-  return *c;
-}
-
-std::uint32_t next_gen(std::uint64_t s) noexcept {
-  const std::uint32_t g = static_cast<std::uint32_t>(s >> 32) + 1;
-  return g == 0 ? 1 : g;  // 0 would make fd 0's tag collide with the eventfd's
-}
-
-// reset: fresh incarnation; the caller just claimed the record (N2).
-void reset(poll_desc& pd) noexcept {
-  for (int d = 0; d < 2; ++d) {
-    pd.slot[d].store(slot_empty, std::memory_order_relaxed);
-    pd.deadline[d].store(no_deadline, std::memory_order_relaxed);
-  }
-  pd.reg_epoch.store(0, std::memory_order_relaxed);
-  pd.read_drained = false;
-  pd.hup.store(false, std::memory_order_relaxed);
-  if (poll_cold* c = pd.cold.load(std::memory_order_acquire)) {
-    c->timer_epoch[0].store(0, std::memory_order_relaxed);
-    c->timer_epoch[1].store(0, std::memory_order_relaxed);
-  }
-}
-
-// finalize: N3. `s` is the state with closing set; the caller holds the
-// last reference (borrowed) or none is left (owned).
-void finalize(poll_desc& pd, std::uint64_t s) noexcept {
-  const bool borrowed = (s & pd_borrowed) != 0;
-  const std::uint32_t e = g_epoch.load(std::memory_order_acquire);
-  if (e != 0 && pd.reg_epoch.load(std::memory_order_acquire) == e) {
-    if (borrowed) {
-      epoll_event ev{};
-      ::epoll_ctl(g_epfd.load(std::memory_order_relaxed), EPOLL_CTL_DEL, pd.fd, &ev);
-    }
-    g_registered.fetch_sub(1, std::memory_order_relaxed);
-  }
-  pd.reg_epoch.store(0, std::memory_order_relaxed);
-  pd.slot[0].store(slot_empty, std::memory_order_relaxed);
-  pd.slot[1].store(slot_empty, std::memory_order_relaxed);
-  // release: the next claimant's CAS (acquire) sees the fields above.
-  pd.state.store(s & gen_mask, std::memory_order_release);
-  if (!borrowed) ::close(pd.fd);
-}
 
 // wake: ready a fiber taken from a slot. In the final phase of shutdown
 // the unwinder resumes every parked fiber itself, so one woken by a close
@@ -260,10 +147,9 @@ fiber* take(std::atomic<std::uintptr_t>& slot, bool ioready, bool publish = fals
 std::size_t collect(const epoll_event& ev, fiber** out) noexcept {
   const int fd = static_cast<int>(static_cast<std::uint32_t>(ev.data.u64));
   const std::uint32_t gen = static_cast<std::uint32_t>(ev.data.u64 >> 32);
-  poll_desc* chunk = g_chunks[static_cast<std::size_t>(fd) >> chunk_bits].load(
-      std::memory_order_acquire);  // N1; pairs with record_of's CAS
-  if (chunk == nullptr) return 0;
-  poll_desc& pd = chunk[static_cast<std::size_t>(fd) & (chunk_records - 1)];
+  poll_desc* rec = pd_lookup(fd);  // N1
+  if (rec == nullptr) return 0;
+  poll_desc& pd = *rec;
   const std::uint64_t s = pd.state.load(std::memory_order_acquire);
   // Stale (closed, or a later incarnation): drop. A record closed and
   // reclaimed right after this check gets a spurious readiness at worst,
@@ -297,8 +183,8 @@ void ensure_registered(poll_desc& pd, std::uint32_t epoch) {
     }
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.u64 =
-        (pd.state.load(std::memory_order_relaxed) & gen_mask) | static_cast<std::uint32_t>(pd.fd);
+    ev.data.u64 = (pd.state.load(std::memory_order_relaxed) & pd_gen_mask) |
+                  static_cast<std::uint32_t>(pd.fd);
     const int epfd = g_epfd.load(std::memory_order_relaxed);
     int rc = ::epoll_ctl(epfd, EPOLL_CTL_ADD, pd.fd, &ev);
     // EEXIST: this open file is still in the set under an older tag (a
@@ -439,7 +325,7 @@ void park_on(poll_desc& pd, int dir, bool use_pd_deadline, const own_timer* ot) 
     } else if (v == slot_empty) {
       if (slot.compare_exchange_weak(v, slot_wait, std::memory_order_seq_cst)) break;
     } else {
-      fatal("two fibers wait on one direction of a descriptor", pd.fd);
+      pd_fatal("two fibers wait on one direction of a descriptor", pd.fd);
     }
   }
   // 2. N5: re-check what would wake us, now that wakers can see slot_wait.
@@ -471,7 +357,7 @@ void fiber_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_d
   const std::uint32_t e = g_epoch.load(std::memory_order_relaxed);
   if (pd.reg_epoch.load(std::memory_order_acquire) != e) ensure_registered(pd, e);
   if (use_pd_deadline && pd.deadline[dir].load(std::memory_order_relaxed) != no_deadline &&
-      cold_of(pd).timer_epoch[dir].load(std::memory_order_relaxed) != e) {
+      pd_cold(pd).timer_epoch[dir].load(std::memory_order_relaxed) != e) {
     arm(pd, dir);  // set outside this run: its timer is not in our heap yet
   }
   if (own_deadline == no_deadline) {
@@ -484,7 +370,7 @@ void fiber_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_d
 }
 
 void thread_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline) {
-  poll_cold& c = cold_of(pd);
+  poll_cold& c = pd_cold(pd);
   c.thread_waiters.fetch_add(1, std::memory_order_seq_cst);  // Dekker with pd_close
   struct leave {
     poll_cold& c;
@@ -508,171 +394,25 @@ void thread_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_
 
 }  // namespace
 
-// ---- lifecycle ----
+// ---- for poll_desc.cpp ----
 
-poll_desc* pd_open(int fd, std::uint32_t* gen) {
-  poll_desc* pd = record_of(fd);
-  std::uint64_t s = pd->state.load(std::memory_order_relaxed);
-  for (;;) {
-    if ((s & pd_active) != 0) {
-      fatal(
-          "a new descriptor's record is still in use: was a weft::net descriptor closed "
-          "with ::close() instead of its close()?",
-          fd);
-    }
-    const std::uint32_t g = next_gen(s);
-    if (pd->state.compare_exchange_weak(s, (std::uint64_t{g} << 32) | pd_active | 1,
-                                        std::memory_order_acquire)) {
-      *gen = g;
-      break;
-    }
-  }
-  reset(*pd);
-  return pd;
-}
-
-poll_desc* pd_borrow(int fd, std::uint32_t* gen) {
-  poll_desc* pd = record_of(fd);
-  std::uint64_t s = pd->state.load(std::memory_order_relaxed);
-  for (;;) {
-    if ((s & pd_active) == 0) {
-      const std::uint32_t g = next_gen(s);
-      if (pd->state.compare_exchange_weak(s, (std::uint64_t{g} << 32) | pd_active | pd_borrowed | 1,
-                                          std::memory_order_acquire)) {
-        reset(*pd);
-        *gen = g;
-        return pd;
-      }
-      continue;
-    }
-    if ((s & pd_closing_bit) != 0) {
-      // Being closed or deregistered by another party, which takes one
-      // system call: let it finish, then claim the record afresh.
-      weft::yield();
-      s = pd->state.load(std::memory_order_relaxed);
-      continue;
-    }
-    if ((s & pd_refs_mask) == pd_refs_mask) fatal("too many operations on one descriptor", fd);
-    if (pd->state.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) {
-      *gen = static_cast<std::uint32_t>(s >> 32);
-      return pd;
-    }
-  }
-}
-
-bool pd_acquire(poll_desc& pd, std::uint32_t gen) noexcept {
-  std::uint64_t s = pd.state.load(std::memory_order_relaxed);
-  for (;;) {
-    if (static_cast<std::uint32_t>(s >> 32) != gen ||
-        (s & (pd_active | pd_closing_bit)) != pd_active) {
-      return false;
-    }
-    if ((s & pd_refs_mask) == pd_refs_mask) fatal("too many operations on one descriptor", pd.fd);
-    // acquire: pairs with the release in pd_release/finalize.
-    if (pd.state.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) return true;
-  }
-}
-
-void pd_release(poll_desc& pd) noexcept {
-  std::uint64_t s = pd.state.load(std::memory_order_relaxed);
-  for (;;) {
-    const std::uint64_t refs = s & pd_refs_mask;
-    if (refs == 1 && (s & pd_borrowed) != 0 && (s & pd_closing_bit) == 0) {
-      // Last borrower: close the record to newcomers, then deregister.
-      if (pd.state.compare_exchange_weak(s, s | pd_closing_bit, std::memory_order_acq_rel)) {
-        finalize(pd, s | pd_closing_bit);
-        return;
-      }
-      continue;
-    }
-    // acq_rel: the last one out sees every other holder's writes.
-    if (pd.state.compare_exchange_weak(s, s - 1, std::memory_order_acq_rel)) {
-      if (refs == 1 && (s & pd_closing_bit) != 0) finalize(pd, s - 1);
-      return;
-    }
-  }
-}
-
-void pd_lock(poll_desc& pd, int dir) {
-  std::atomic<std::uint16_t>& word = pd.lock[dir];
-  std::uint16_t v = 0;
-  // acquire: pairs with the release in pd_unlock.
-  if (word.compare_exchange_strong(v, lock_held, std::memory_order_acquire)) return;
-  // Contended (Go's fdMutex queues here too): FIFO hand-off, as weft::mutex.
-  poll_cold& c = cold_of(pd);
-  sync_node n;
-  n.w.prepare();
-  c.lk.lock();
-  v = word.load(std::memory_order_relaxed);
-  for (;;) {
-    if (v == 0) {
-      if (word.compare_exchange_weak(v, lock_held, std::memory_order_acquire)) {
-        c.lk.unlock();
-        return;
-      }
-    } else if (v == (lock_held | lock_waiters) ||
-               word.compare_exchange_weak(v, lock_held | lock_waiters, std::memory_order_relaxed)) {
-      break;
-    }
-  }
-  c.waiters[dir].push(&n);
-  try {
-    park(n.w, c.lk, dir == dir_read ? wait_reason::netpoll_read : wait_reason::netpoll_write, &pd);
-  } catch (...) {
-    // Unwound at shutdown: leave the queue, or pass on a lock handed to us.
-    c.lk.lock();
-    const bool queued = n.queued;
-    if (queued) {
-      c.waiters[dir].remove(&n);
-      if (c.waiters[dir].empty()) word.store(lock_held, std::memory_order_relaxed);
-    }
-    c.lk.unlock();
-    if (!queued) pd_unlock(pd, dir);
-    throw;
-  }
-  // pd_unlock handed the lock to us (the word stayed held).
-}
-
-void pd_unlock(poll_desc& pd, int dir) noexcept {
-  std::atomic<std::uint16_t>& word = pd.lock[dir];
-  std::uint16_t v = lock_held;
-  if (word.compare_exchange_strong(v, 0, std::memory_order_release)) return;
-  poll_cold& c = *pd.cold.load(std::memory_order_acquire);  // waiters imply a cold part
-  c.lk.lock();
-  sync_node* n = c.waiters[dir].pop();
-  if (n == nullptr) {
-    word.store(0, std::memory_order_release);  // the last waiter left while unwinding
-    c.lk.unlock();
-    return;
-  }
-  // Hand over: stay held; release pairs with the new holder's resumption.
-  word.store(c.waiters[dir].empty() ? lock_held : (lock_held | lock_waiters),
-             std::memory_order_release);
-  c.lk.unlock();
-  unpark(n->w);
-}
-
-bool pd_close(poll_desc& pd, std::uint32_t gen) noexcept {
-  std::uint64_t s = pd.state.load(std::memory_order_relaxed);
-  for (;;) {
-    if (static_cast<std::uint32_t>(s >> 32) != gen ||
-        (s & (pd_active | pd_closing_bit | pd_borrowed)) != pd_active) {
-      return false;
-    }
-    // seq_cst: N5, the store half of the Dekker pair with fiber_wait and
-    // thread_wait.
-    if (pd.state.compare_exchange_weak(s, s | pd_closing_bit, std::memory_order_seq_cst)) break;
-  }
+void netpoll_closing(poll_desc& pd) noexcept {
   cancel_timers(pd);  // N6
   for (int d = 0; d < 2; ++d) {
     if (fiber* f = take(pd.slot[d], false)) wake(f);
   }
-  poll_cold* c = pd.cold.load(std::memory_order_acquire);
-  if (c != nullptr && c->thread_waiters.load(std::memory_order_seq_cst) != 0) {
-    ::shutdown(pd.fd, SHUT_RDWR);
+}
+
+void netpoll_forget(poll_desc& pd, bool borrowed) noexcept {
+  const std::uint32_t e = g_epoch.load(std::memory_order_acquire);
+  if (e != 0 && pd.reg_epoch.load(std::memory_order_acquire) == e) {
+    if (borrowed) {
+      epoll_event ev{};
+      ::epoll_ctl(g_epfd.load(std::memory_order_relaxed), EPOLL_CTL_DEL, pd.fd, &ev);
+    }
+    g_registered.fetch_sub(1, std::memory_order_relaxed);
   }
-  pd_release(pd);  // the owner's reference
-  return true;
+  pd.reg_epoch.store(0, std::memory_order_relaxed);
 }
 
 // ---- waiting ----
@@ -691,7 +431,7 @@ void netpoll_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd
 }
 
 void netpoll_set_deadline(poll_desc& pd, int dir, std::int64_t when) {
-  cold_of(pd);                                              // the timer lives there
+  pd_cold(pd);                                              // the timer lives there
   pd.deadline[dir].store(when, std::memory_order_seq_cst);  // N5
   arm(pd, dir);
 }
