@@ -172,6 +172,7 @@ poll_desc* pd_open(int fd, std::uint32_t* gen) {
       break;
     }
   }
+  // Nobody else can reach an owned incarnation before pd_open returns.
   reset(*pd);
   return pd;
 }
@@ -181,18 +182,23 @@ poll_desc* pd_borrow(int fd, std::uint32_t* gen) {
   std::uint64_t s = pd->state.load(std::memory_order_relaxed);
   for (;;) {
     if ((s & pd_active) == 0) {
+      // Claim it closed to others (they wait below) until it is reset: a
+      // second borrower must not register or wait before the reset.
       const std::uint32_t g = next_gen(s);
-      if (pd->state.compare_exchange_weak(s, (std::uint64_t{g} << 32) | pd_active | pd_borrowed | 1,
-                                          std::memory_order_acquire)) {
+      if (pd->state.compare_exchange_weak(
+              s, (std::uint64_t{g} << 32) | pd_active | pd_closing_bit | pd_borrowed | 1,
+              std::memory_order_acquire)) {
         reset(*pd);
+        pd->state.fetch_and(~pd_closing_bit,
+                            std::memory_order_release);  // pairs with the CAS below
         *gen = g;
         return pd;
       }
       continue;
     }
     if ((s & pd_closing_bit) != 0) {
-      // Being closed or deregistered by another party, which takes one
-      // system call: let it finish, then claim the record afresh.
+      // Being closed, deregistered or reset by another party, which takes
+      // at most one system call: let it finish, then look again.
       weft::yield();
       s = pd->state.load(std::memory_order_relaxed);
       continue;

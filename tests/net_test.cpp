@@ -241,6 +241,42 @@ TEST_CASE("wait_readable on a pipe wakes when the other end writes, and honours 
   });
 }
 
+TEST_CASE("several fibers wait on one pipe: all wake, and the registration is dropped after") {
+  net_runs([](unsigned) {
+    int p[2];
+    REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+    // Fill the pipe so the write end is not writable.
+    std::vector<char> junk(1 << 16, 'j');
+    while (::write(p[1], junk.data(), junk.size()) > 0) {
+    }
+    std::atomic<int> readable{0}, writable{0};
+    weft::wait_group wg;
+    wg.add(6);
+    for (int i = 0; i < 3; ++i) {
+      weft::go([&] {
+        weft::net::wait_readable(p[0]);  // already readable: returns at once
+        readable.fetch_add(1);
+        wg.done();
+      });
+      weft::go([&] {
+        weft::net::wait_writable(p[1]);  // waits until the reader drains
+        writable.fetch_add(1);
+        wg.done();
+      });
+    }
+    weft::sleep_for(20ms);  // probe only
+    CHECK(readable.load() == 3);
+    CHECK(writable.load() == 0);
+    while (::read(p[0], junk.data(), junk.size()) > 0) {
+    }
+    wg.wait();
+    CHECK(writable.load() == 3);
+    ::close(p[0]);
+    ::close(p[1]);
+    CHECK(weft::detail::netpoll_registered() == 0);
+  });
+}
+
 TEST_CASE("closing a conn from another fiber wakes its blocked reader with operation_canceled") {
   net_runs([](unsigned) {
     listener ln = weft::net::listen("127.0.0.1:0");
