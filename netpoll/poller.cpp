@@ -2,6 +2,7 @@
 
 #include "netpoll/poller.hpp"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "netpoll/netpoll.hpp"
 #include "runtime/scheduler.hpp"
 
 namespace weft::detail {
@@ -33,6 +35,7 @@ void poller::start() {
   ev.events = EPOLLIN;
   ev.data.u64 = 0;  // 0 = the eventfd
   ::epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev);
+  netpoll_start(epfd_);
   stop_.store(false, std::memory_order_relaxed);
   thread_ = std::thread([this] { loop(); });
 }
@@ -49,6 +52,7 @@ std::size_t poller::destroy() noexcept {
   lock_.lock();
   const std::size_t disposed = heap_.clear();
   lock_.unlock();
+  netpoll_stop();
   if (evfd_ >= 0) ::close(evfd_);
   if (epfd_ >= 0) ::close(epfd_);
   evfd_ = epfd_ = -1;
@@ -110,6 +114,42 @@ std::int64_t poller::fire_due_locked(std::int64_t now) noexcept {
   return INT64_MAX;
 }
 
+// wait_all: sleep until a descriptor event, a wake() or `deadline`.
+int poller::wait_all(std::int64_t now, std::int64_t deadline, epoll_event* events) noexcept {
+  if (deadline == INT64_MAX) return ::epoll_wait(epfd_, events, max_events, -1);
+  const std::int64_t wait = deadline - now;
+  if (have_pwait2_) {
+    timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+    const int n = ::epoll_pwait2(epfd_, events, max_events, &ts, nullptr);
+    if (n >= 0 || errno != ENOSYS) return n;
+    have_pwait2_ = false;
+  }
+  return ::epoll_wait(epfd_, events, max_events, static_cast<int>((wait + 999999) / 1000000));
+}
+
+// rest: workers are running and poll the descriptors themselves
+// (netpoll.cpp, "Who polls"): sleep on the eventfd only, until a wake(),
+// `deadline` or one tick. If no worker polled during the tick, poll once
+// for them. Returns the descriptor events found.
+int poller::rest(std::int64_t now, std::int64_t deadline, epoll_event* events) noexcept {
+  const std::uint64_t polls = netpoll_worker_polls();
+  std::int64_t wait = deadline == INT64_MAX ? netpoll_rest_tick : deadline - now;
+  if (wait > netpoll_rest_tick) wait = netpoll_rest_tick;
+  timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+  pollfd p{evfd_, POLLIN, 0};
+  const int r = ::ppoll(&p, 1, &ts, nullptr);
+  netpoll_poller_unrest();
+  if (r > 0) drain_eventfd();
+  if (netpoll_worker_polls() != polls) return 0;
+  return ::epoll_wait(epfd_, events, max_events, 0);
+}
+
+void poller::drain_eventfd() noexcept {
+  std::uint64_t v;
+  (void)!::read(evfd_, &v, sizeof v);
+  wake_pending_.store(false, std::memory_order_release);
+}
+
 void poller::loop() noexcept {
   // Sleep exactly as long as asked: the default 50 us timer slack would
   // delay every short sleep_for by up to that much.
@@ -117,8 +157,7 @@ void poller::loop() noexcept {
   tid_.store(static_cast<long>(::gettid()), std::memory_order_relaxed);
   ready_batch batch;
   set_ready_batch(&batch);
-  epoll_event events[128];
-  bool have_pwait2 = true;
+  epoll_event events[max_events];
   while (!stop_.load(std::memory_order_acquire)) {
     lock_.lock();
     const std::int64_t now = now_ns();
@@ -129,29 +168,19 @@ void poller::loop() noexcept {
       inject(batch.fibers, batch.n);
       batch.n = 0;
     }
-    int n;
-    if (deadline == INT64_MAX) {
-      n = ::epoll_wait(epfd_, events, 128, -1);
-    } else {
-      const std::int64_t wait = deadline - now;
-      if (have_pwait2) {
-        timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
-        n = ::epoll_pwait2(epfd_, events, 128, &ts, nullptr);
-        if (n < 0 && errno == ENOSYS) {
-          have_pwait2 = false;
-          continue;
-        }
-      } else {
-        n = ::epoll_wait(epfd_, events, 128, static_cast<int>((wait + 999999) / 1000000));
-      }
-    }
+    const int n =
+        netpoll_poller_rest() ? rest(now, deadline, events) : wait_all(now, deadline, events);
+    // Descriptor events carry a non-zero tag (netpoll.cpp); 0 is the eventfd.
+    int k = 0;
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == 0) {
-        std::uint64_t v;
-        (void)!::read(evfd_, &v, sizeof v);
-        wake_pending_.store(false, std::memory_order_release);
+        drain_eventfd();
+      } else {
+        events[k++] = events[i];
       }
     }
+    // Woken fibers go into `batch`, injected at the top of the loop.
+    if (k != 0) netpoll_ready_events(events, k);
   }
   set_ready_batch(nullptr);
 }

@@ -19,6 +19,12 @@
 //   Rejected for now: per-processor heaps (Go 1.14+). One heap serviced by
 //   one thread is simpler and cannot strand timers on a busy processor;
 //   measure under a timeout-heavy select load before changing.
+//   Descriptors (netpoll.cpp, "Who polls"): while any worker runs, the
+//   thread rests on the eventfd alone (ppoll, ns timeout) and the workers
+//   poll the epoll set themselves; it waits on the epoll set only when
+//   every processor is idle (the last worker to idle wakes it), and polls
+//   it once per netpoll_rest_tick if the workers stopped polling. Events
+//   tagged 0 are the eventfd; any other tag is a descriptor record's.
 //
 // Invariants
 //   T1  A timer is in the heap iff index != npos; both change under lock_.
@@ -72,7 +78,11 @@ class poller {
   long thread_tid() const noexcept { return tid_.load(std::memory_order_relaxed); }
 
  private:
+  static constexpr int max_events = 128;
   void loop() noexcept;
+  int wait_all(std::int64_t now, std::int64_t deadline, epoll_event* events) noexcept;
+  int rest(std::int64_t now, std::int64_t deadline, epoll_event* events) noexcept;
+  void drain_eventfd() noexcept;
   std::int64_t fire_due_locked(std::int64_t now) noexcept;  // returns the next deadline
 
   int epfd_ = -1;
@@ -82,11 +92,12 @@ class poller {
   std::atomic<long> tid_{0};
   std::atomic<bool> wake_pending_{false};  // see Design; exchange/store by wakers and the thread
   spinlock lock_;
-  timer_heap heap_;                     // guarded by lock_ (T1)
+  timer_heap heap_;                       // guarded by lock_ (T1)
   std::int64_t sleep_until_ = INT64_MAX;  // guarded by lock_ (T2)
   // The heap's earliest deadline; written under lock_ whenever the top may
   // change, read without it as a hint (relaxed).
   std::atomic<std::int64_t> earliest_{INT64_MAX};
+  bool have_pwait2_ = true;               // the thread only
 };
 
 // now_ns: CLOCK_MONOTONIC in nanoseconds (the epoch of std::chrono::steady_clock).

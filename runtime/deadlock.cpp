@@ -6,13 +6,13 @@
 //
 // Design
 //   The rule: no fiber running or runnable, none inside weft::blocking, no
-//   timer pending, no descriptor registered with the netpoller, no foreign
+//   timer pending, no fiber parked on the netpoller, no foreign
 //   thread that could still act, and at least one fiber parked.
 //   sysmon evaluates it when every processor is idle (it then ticks every
 //   20 ms instead of sleeping until poked), in two steps:
 //   1. the cheap conditions, read lock-free as hints: every active processor
 //      idle, no machine running a fiber or spinning, the global queue empty,
-//      no timer in the heap, no registered descriptor, some fiber alive;
+//      no timer in the heap, no fiber waiting for I/O, some fiber alive;
 //   2. a progress signature (switch counts, global-queue traffic, readies
 //      and spawns from outside any processor, fibers started and finished)
 //      must stay identical, with step 1 true throughout, for 20 ms, and no
@@ -58,6 +58,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "netpoll/netpoll.hpp"
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
@@ -92,7 +93,7 @@ bool cheap_conditions(scheduler& s) {
   if (s.nm_running.load(std::memory_order_acquire) != 0) return false;
   if (s.nmspinning.load(std::memory_order_acquire) != 0) return false;
   if (s.gq.size_hint() != 0) return false;
-  if (s.netpoll_registered.load(std::memory_order_acquire) != 0) return false;
+  if (netpoll_parked() != 0) return false;  // I/O may still wake it (Go: netpollAnyWaiters)
   if (s.poll.timers_pending() != 0) return false;
   std::uint64_t started = s.shared_started.load(std::memory_order_relaxed), finished = 0;
   for (unsigned i = 0; i < s.np_total; ++i) {

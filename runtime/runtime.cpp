@@ -31,6 +31,7 @@
 #include <string>
 #include <thread>
 
+#include "netpoll/netpoll.hpp"
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
@@ -484,6 +485,7 @@ runtime_stats stats() noexcept {
   const std::uint64_t busy = runnable + running;
   r.fibers_parked = r.fibers_alive > busy ? r.fibers_alive - busy : 0;
   r.handoffs = detail::sysmon_handoffs(*s);
+  r.netpoll_wakeups = detail::netpoll_wakeups();
   return r;
 }
 

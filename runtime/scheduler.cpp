@@ -58,6 +58,7 @@
 #include <numeric>
 #include <thread>
 
+#include "netpoll/netpoll.hpp"
 #include "runtime/asym_fence.hpp"
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
@@ -423,6 +424,9 @@ fiber* find_runnable(machine* m) noexcept {
       if (fiber* f = steal_work(m, p)) return f;
       if (linger(m, p)) continue;
     }
+    // About to idle: poll the network once without blocking (one machine
+    // at a time) and run what it woke here, with no cross-thread wakeup.
+    if (fiber* f = netpoll_poll_once()) return f;
     // K3: give up the processor, stop spinning, fence, re-check.
     {
       std::lock_guard<std::mutex> lk(S().mu);
@@ -452,6 +456,7 @@ fiber* find_runnable(machine* m) noexcept {
         continue;
       }
     }
+    netpoll_worker_idle();  // the last machine to sleep hands the descriptors to the poller
     stopm(m);
     if (m->nextp != nullptr) {
       acquire_p(m, m->nextp);

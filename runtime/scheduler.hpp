@@ -94,9 +94,6 @@ struct scheduler {
   std::exception_ptr main_exception;
 
   // Diagnostics (deadlock.cpp, debug.cpp).
-  // Descriptors registered with the netpoller (netpoll keeps it; a nonzero
-  // count means some fiber may be woken by I/O: never a deadlock).
-  std::atomic<std::int64_t> netpoll_registered{0};
   long run_caller_tid = 0;          // the thread in run(); never a party
   std::vector<long> baseline_tids;  // threads alive when the runtime started (sorted)
   std::mutex party_mu;

@@ -1,5 +1,6 @@
 // debug_test.cpp: deadlock detection and fiber dumps.
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -7,6 +8,7 @@
 #include <string>
 #include <thread>
 #include <weft/chan.hpp>
+#include <weft/net.hpp>
 #include <weft/select.hpp>
 
 #include "support.hpp"
@@ -148,6 +150,46 @@ TEST_CASE("a foreign thread that sends on a channel after 200 ms is not a deadlo
     CHECK(c.recv() == 7);
     t.join();
   });
+}
+
+TEST_CASE("a fiber waiting on a pipe that receives data after 200 ms is not a deadlock") {
+  for (unsigned w : test::worker_counts) {
+    CAPTURE(w);
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
+    // Started before run(): a thread that never calls into weft is no
+    // party, so only the fiber parked on the netpoller keeps this alive.
+    std::thread writer([fd = fds[1]] {
+      std::this_thread::sleep_for(milliseconds(200));
+      (void)!::write(fd, "x", 1);
+    });
+    weft::options o;
+    o.workers = w;
+    char got = 0;
+    weft::run(
+        [&] {
+          weft::net::wait_readable(fds[0]);
+          REQUIRE(::read(fds[0], &got, 1) == 1);
+        },
+        o);
+    writer.join();
+    ::close(fds[0]);
+    ::close(fds[1]);
+    CHECK(got == 'x');
+    test::check_teardown();
+  }
+}
+
+TEST_CASE("an open listener nobody accepts on does not hide a deadlock") {
+  for (unsigned w : test::worker_counts) {
+    CAPTURE(w);
+    const std::string msg = deadlock_message(w, [] {
+      weft::net::listener l = weft::net::listen("127.0.0.1:0");
+      weft::chan<int> c;
+      (void)c.recv();
+    });
+    CHECK(msg.rfind("weft: all fibers are asleep - deadlock!", 0) == 0);
+  }
 }
 
 TEST_CASE("a fiber sleeping 200 ms before it notifies is not a deadlock") {
