@@ -97,7 +97,7 @@ class poller {
   // The heap's earliest deadline; written under lock_ whenever the top may
   // change, read without it as a hint (relaxed).
   std::atomic<std::int64_t> earliest_{INT64_MAX};
-  bool have_pwait2_ = true;               // the thread only
+  bool have_pwait2_ = true;  // the thread only
 };
 
 // now_ns: CLOCK_MONOTONIC in nanoseconds (the epoch of std::chrono::steady_clock).

@@ -21,11 +21,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -120,12 +120,11 @@ struct main_closure {
   void* arg;
 };
 
-const closure_ops main_ops{
-    [](void* c) {
-      auto* mc = static_cast<main_closure*>(c);
-      g_sched->main_result = mc->fn(mc->arg);
-    },
-    [](void*) noexcept {}};
+const closure_ops main_ops{[](void* c) {
+                             auto* mc = static_cast<main_closure*>(c);
+                             g_sched->main_result = mc->fn(mc->arg);
+                           },
+                           [](void*) noexcept {}};
 
 // ---- phase::final ----
 
@@ -300,8 +299,9 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   s->started_ns = now_ns();
   if (const char* v = std::getenv("WEFT_MAX_THREADS")) {
     const long n = std::strtol(v, nullptr, 10);
-    if (n <= 0) throw std::invalid_argument(std::string("weft::run: WEFT_MAX_THREADS=\"") + v +
-                                            "\" is not a positive integer");
+    if (n <= 0)
+      throw std::invalid_argument(std::string("weft::run: WEFT_MAX_THREADS=\"") + v +
+                                  "\" is not a positive integer");
     s->max_threads = static_cast<std::size_t>(n);
   }
   if (const char* v = std::getenv("WEFT_SCHEDTRACE")) {

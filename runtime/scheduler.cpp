@@ -293,8 +293,10 @@ fiber* steal_work(machine* m, processor* p) noexcept {
         // alternating in it.
         const std::uint64_t tick = v->schedtick.load(std::memory_order_relaxed);
         const std::int64_t until = now_ns() + 3000;
-        while (v->schedtick.load(std::memory_order_relaxed) == tick && now_ns() < until) cpu_relax();
-        if (v->schedtick.load(std::memory_order_relaxed) != tick || !v->runq.ring_looks_empty()) continue;
+        while (v->schedtick.load(std::memory_order_relaxed) == tick && now_ns() < until)
+          cpu_relax();
+        if (v->schedtick.load(std::memory_order_relaxed) != tick || !v->runq.ring_looks_empty())
+          continue;
         take_next = true;
       }
       const std::uint32_t k = v->runq.steal(buf, take_next);
@@ -353,7 +355,8 @@ bool any_work() noexcept {
 bool linger(machine* m, processor* p) noexcept {
   constexpr std::int64_t linger_ns = 50 * 1000;
   constexpr std::int64_t stuck_ns = 2 * 1000;
-  if (S().nactive.load(std::memory_order_relaxed) - S().npidle.load(std::memory_order_relaxed) <= 1) {
+  if (S().nactive.load(std::memory_order_relaxed) - S().npidle.load(std::memory_order_relaxed) <=
+      1) {
     return false;  // nobody else is running: nothing will show up soon
   }
   const unsigned n = S().np_total;
@@ -476,8 +479,7 @@ inline void prepare_run(machine* m, processor* p, fiber* f) {
   p->current.store(f, std::memory_order_relaxed);
   f->state.store(fiber_state::running, std::memory_order_relaxed);
   if (f->ctx.fctx == nullptr) bind_stack(p, f);
-  p->schedtick.store(p->schedtick.load(std::memory_order_relaxed) + 1,
-                     std::memory_order_relaxed);
+  p->schedtick.store(p->schedtick.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 void execute(machine* m, fiber* f) {
@@ -563,7 +565,8 @@ inline fiber* next_after_leave(machine* m) noexcept {
     std::fprintf(stderr,
                  "weft: fiber %llu (started at %s:%u) keeps swallowing the shutdown unwind "
                  "(a catch (...) that does not rethrow)\n",
-                 static_cast<unsigned long long>(self->get_id()), self->get_file(), self->get_line());
+                 static_cast<unsigned long long>(self->get_id()), self->get_file(),
+                 self->get_line());
     std::abort();
   }
   throw fiber_unwind{};
@@ -885,9 +888,9 @@ void fiber_entry(bctx::transfer_t t) noexcept {
         what = e.what();
       } catch (...) {
       }
-      std::fprintf(stderr,
-                   "weft: fiber %llu (started at %s:%u) terminated by exception: %s\n",
-                   static_cast<unsigned long long>(self->get_id()), self->get_file(), self->get_line(), what);
+      std::fprintf(stderr, "weft: fiber %llu (started at %s:%u) terminated by exception: %s\n",
+                   static_cast<unsigned long long>(self->get_id()), self->get_file(),
+                   self->get_line(), what);
       std::fflush(stderr);
       std::terminate();
     }

@@ -41,9 +41,9 @@ struct ready_batch {
 
 struct scheduler {
   options opts;
-  unsigned nprocs = 0;      // options::workers
-  unsigned np_total = 0;    // nprocs + spares (sysmon lends spares to cover hogs)
-  processor* ps = nullptr;  // [np_total], fixed for the run; spares at the end
+  unsigned nprocs = 0;             // options::workers
+  unsigned np_total = 0;           // nprocs + spares (sysmon lends spares to cover hogs)
+  processor* ps = nullptr;         // [np_total], fixed for the run; spares at the end
   std::vector<unsigned> coprimes;  // strides for the random steal order over np_total
   // Processors not dormant: nprocs plus lent spares. Changed under mu,
   // read lock-free as a hint.
@@ -97,16 +97,16 @@ struct scheduler {
   long run_caller_tid = 0;          // the thread in run(); never a party
   std::vector<long> baseline_tids;  // threads alive when the runtime started (sorted)
   std::mutex party_mu;
-  std::vector<long> party_tids;     // threads that called into weft; guarded by party_mu
-  std::uint64_t run_epoch = 0;      // distinguishes runs for the per-thread party flag
+  std::vector<long> party_tids;  // threads that called into weft; guarded by party_mu
+  std::uint64_t run_epoch = 0;   // distinguishes runs for the per-thread party flag
   // Deadlock confirmation state, sysmon only.
   std::uint64_t dl_signature = 0;
   std::int64_t dl_since = 0;
   // Set by sysmon before it wakes run() (release on all_idle); read by run().
   bool deadlocked = false;
   std::string deadlock_message;
-  std::int64_t started_ns = 0;      // when run() started, for schedtrace
-  std::int64_t schedtrace_ns = 0;   // WEFT_SCHEDTRACE interval, 0 = off
+  std::int64_t started_ns = 0;     // when run() started, for schedtrace
+  std::int64_t schedtrace_ns = 0;  // WEFT_SCHEDTRACE interval, 0 = off
 
   // phase::final only: fibers readied while unwinding, resumed by run()'s
   // thread. Guarded by final_mu (a foreign thread may ready one).
