@@ -393,7 +393,7 @@ def available(kind, names, args):
         if server_binary(kind, n) is None:
             if n == "weft":
                 what = "examples/echo_server" if kind == "echo" else "examples/http_hello"
-                note(f"weft's {what} is not built yet (no weft::net in this tree?): skipped")
+                sys.exit(f"c10k: build/release/{what} is missing: run tools/weft build release")
             else:
                 note(f"the {n} {kind} peer is not available: skipped")
         else:
