@@ -2,7 +2,7 @@
 //
 // A fiber that runs off the bottom of its stack hits the guard page below
 // it (guarded stacks), or, on canary stacks, either trips the canary check
-// at its next switch (scheduler.cpp, check_stack) or runs on into the guard
+// at its next switch (switch.cpp, check_stack) or runs on into the guard
 // page at the bottom of its slab. The SIGSEGV/SIGBUS handler runs on an
 // alternate signal stack (the faulting stack is unusable), decides from the
 // fault address and the faulting stack pointer whether the fiber running on

@@ -173,14 +173,18 @@ class run_queue {
   }
 
  private:
+  // always_inline: it is a few instructions on every owner operation, and
+  // GCC would otherwise call it out of line from callers it deems executed
+  // once, such as the [[noreturn]] exit_current (switch.cpp).
   struct owner_section {
     run_queue& q;
-    explicit owner_section(run_queue& rq) noexcept : q(rq) {
+    [[gnu::always_inline]] explicit owner_section(run_queue& rq) noexcept : q(rq) {
       q.in_op_.store(1, std::memory_order_relaxed);
       asym_light();
       if (q.thief_.load(std::memory_order_acquire) != 0) q.owner_wait();  // pairs with thief_exit
     }
-    ~owner_section() { q.in_op_.store(0, std::memory_order_release); }  // pairs with thief_enter
+    // pairs with thief_enter
+    [[gnu::always_inline]] ~owner_section() { q.in_op_.store(0, std::memory_order_release); }
   };
 
   void owner_wait() noexcept {

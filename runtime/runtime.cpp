@@ -4,7 +4,7 @@
 //   1. run() validates its options, claims the process-wide "active" flag,
 //      builds the scheduler, starts the poller and the first worker with
 //      the main fiber.
-//   2. When main returns, the phase becomes `stopping` (scheduler.cpp W4):
+//   2. When main returns, the phase becomes `stopping` (switch.cpp W4):
 //      running fibers go on until their next scheduling point, calls inside
 //      blocking() finish, and the last worker to go idle wakes run().
 //   3. run() stops accepting go() from foreign threads, waits for those in

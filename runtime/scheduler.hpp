@@ -1,7 +1,8 @@
 #pragma once
 // scheduler.hpp: the runtime's shared scheduling state and the operations
 // the rest of the runtime builds on (ready, park, yield, exit, wakeups).
-// The protocols are described at the top of scheduler.cpp.
+// The protocols are described at the top of scheduler.cpp (spinning) and
+// switch.cpp (parking).
 
 #include <atomic>
 #include <cstdint>
@@ -120,7 +121,7 @@ struct scheduler {
 // the foreign_entry guard (runtime.cpp).
 extern scheduler* g_sched;
 
-// ---- operations (scheduler.cpp) ----
+// ---- operations (switch.cpp, scheduler.cpp) ----
 
 // ready: make a parked (or new) fiber runnable. From a fiber holding a
 // processor it goes to that processor's `next` slot; otherwise to the
@@ -140,7 +141,7 @@ void yield_current();
 void inject(fiber* const* fs, std::size_t n) noexcept;
 void set_ready_batch(ready_batch* b) noexcept;
 
-// Machines.
+// Machines (scheduler.cpp).
 void start_first_machine(processor* p);
 void wake_all_for_exit();
 void join_machines();
@@ -185,7 +186,7 @@ void altstack_remove() noexcept;
 void* closure_alloc(std::size_t size, std::size_t align);
 void closure_free(void* p) noexcept;
 
-// Shared helpers.
+// Shared helpers (switch.cpp).
 fiber* current_fiber() noexcept;  // null outside a fiber
 std::uint64_t next_fiber_id(processor* p) noexcept;
 // g_coarse_ns: a clock for "how long has this fiber waited", refreshed by

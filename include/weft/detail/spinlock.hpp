@@ -1,7 +1,7 @@
 #pragma once
 // detail::spinlock: the short lock that guards channel, mutex and timer
 // state, and that a parking fiber hands to the scheduler to release after its
-// context is saved (the park protocol; see runtime/scheduler.cpp).
+// context is saved (the park protocol; see runtime/switch.cpp).
 //
 // Why not std::mutex: the lock is released on the far side of a context
 // switch, by the scheduler code that runs on the next fiber's stack. That is
