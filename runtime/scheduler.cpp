@@ -289,6 +289,10 @@ bool any_work() noexcept {
 // that a busy processor readied and is about to run (a select's sender, a
 // pipeline stage) stays where it is: stealing it would cost the victim an
 // IPI (asym_heavy) and the pair a cache-line round trip per message.
+// Every 5 us it also polls the network (netpoll_poll_once): a server's
+// work arrives through epoll, and a worker that only watched the queues
+// spun for nothing (10% of http_hello's CPU under wrk) while the fibers it
+// could have run waited for the next poll.
 // Returns true when there is work to take.
 bool linger(machine* m, processor* p) noexcept {
   constexpr std::int64_t linger_ns = 50 * 1000;
@@ -302,7 +306,9 @@ bool linger(machine* m, processor* p) noexcept {
   std::int64_t seen[64];
   const unsigned watched = n < 64 ? n : 64;
   for (unsigned i = 0; i < watched; ++i) seen[i] = 0;
+  constexpr std::int64_t poll_every_ns = 5 * 1000;
   const std::int64_t until = now_ns() + linger_ns;
+  std::int64_t next_poll = until - linger_ns + poll_every_ns;
   for (;;) {
     for (int i = 0; i < 64; ++i) cpu_relax();
     if (m->exiting || S().ph.load(std::memory_order_relaxed) != phase::running) return true;
@@ -326,6 +332,15 @@ bool linger(machine* m, processor* p) noexcept {
     if (S().poll.earliest() <= now) {
       p->check_timers = true;
       return true;
+    }
+    if (now >= next_poll) {
+      // Network work arrives through epoll, not the queues watched above:
+      // look there too, so a server's spinning worker finds it itself.
+      next_poll = now + poll_every_ns;
+      if (fiber* f = netpoll_poll_once()) {
+        p->runq.push(f);  // our ring is empty (checked above): it fits
+        return true;
+      }
     }
     if (now >= until) return false;
   }
