@@ -2,8 +2,16 @@
 
 #include <atomic>
 #include <vector>
+#include <weft/chan.hpp>
 
 #include "support.hpp"
+
+namespace weft::detail {
+// Internal (runtime/asym_fence.hpp): the one-way switch to symmetric fences
+// that a slow membarrier triggers. Each test case runs in its own process.
+void asym_force_symmetric() noexcept;
+bool asym_symmetric_for_test() noexcept;
+}  // namespace weft::detail
 
 TEST_SUITE_BEGIN("stress");
 
@@ -71,6 +79,49 @@ TEST_CASE("fibers spawning fibers: a tree of 100,000 completes on every worker c
     weft::go([&] { tree::grow(5, leaves, wg); });
     wg.wait();
     CHECK(leaves.load() == 100000);
+  });
+}
+
+TEST_CASE("with symmetric fences (a host with slow IPIs), no wakeup or stolen fiber is lost") {
+  weft::detail::asym_force_symmetric();
+  REQUIRE(weft::detail::asym_symmetric_for_test());
+  test::for_each_workers([](unsigned) {
+    // Ping-pong pairs (wakeups between workers) and a spawning tree (steals).
+    constexpr int pairs = 8, rounds = 2000;
+    std::atomic<long> leaves{0}, pongs{0};
+    weft::wait_group wg;
+    wg.add(pairs + 1);
+    for (int i = 0; i < pairs; ++i) {
+      weft::go([&] {
+        weft::chan<int> ping, pong;
+        weft::go([&] {
+          for (int r = 0; r < rounds; ++r) pong.send(*ping.recv() + 1);
+        });
+        for (int r = 0; r < rounds; ++r) {
+          ping.send(r);
+          if (*pong.recv() == r + 1) pongs++;
+        }
+        wg.done();
+      });
+    }
+    weft::go([&] {
+      weft::wait_group tree;
+      tree.add(10000);
+      for (int i = 0; i < 100; ++i) {
+        weft::go([&] {
+          for (int j = 0; j < 100; ++j)
+            weft::go([&] {
+              leaves++;
+              tree.done();
+            });
+        });
+      }
+      tree.wait();
+      wg.done();
+    });
+    wg.wait();
+    CHECK(pongs.load() == long{pairs} * rounds);
+    CHECK(leaves.load() == 10000);
   });
 }
 
