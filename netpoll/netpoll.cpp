@@ -93,7 +93,8 @@ std::atomic<std::uint64_t> g_wakeups{0};
 // Fibers parked on the netpoller, one counter per processor: a fiber
 // counts itself on the processor it parks from and uncounts itself on the
 // one it resumes on, so only a processor's holder writes its counter
-// (relaxed load + store) and the sum is exact. Allocated by netpoll_start.
+// (relaxed load + store) and the sum is exact. Allocated by netpoll_start,
+// one per processor including the spares (np_total).
 struct alignas(64) proc_count {
   std::atomic<std::int64_t> v{0};
 };
@@ -447,7 +448,7 @@ void netpoll_start(int epfd) noexcept {
   if (++g_epoch_counter >= reg_busy) g_epoch_counter = 1;
   const char* env = std::getenv("WEFT_NETPOLL_WORKER_POLL");
   g_worker_poll = env == nullptr || env[0] != '0';
-  g_nparked = g_sched->nprocs;
+  g_nparked = g_sched->np_total;  // spare processors sysmon lends to a hog too
   g_parked = new proc_count[g_nparked];
   g_registered.store(0, std::memory_order_relaxed);
   g_wakeups.store(0, std::memory_order_relaxed);

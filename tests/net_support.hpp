@@ -13,6 +13,7 @@
 namespace weft::detail {
 // Internal counter (netpoll/netpoll.hpp), for the teardown checks.
 std::int64_t netpoll_registered() noexcept;
+std::int64_t netpoll_parked() noexcept;  // fibers parked on the netpoller
 }  // namespace weft::detail
 
 namespace nt {

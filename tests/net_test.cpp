@@ -215,6 +215,35 @@ TEST_CASE("malformed addresses and unknown hosts throw system_error") {
       {1});
 }
 
+TEST_CASE("a fiber on a spare processor lent to cover a hog can wait on the netpoller") {
+  // One worker, hogged by the main fiber: sysmon lends a spare processor,
+  // whose index is beyond options::workers, to the fiber queued behind it.
+  weft::options o;
+  o.workers = 1;
+  o.hog_handoff = std::chrono::milliseconds(2);
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
+  std::atomic<bool> got{false};
+  weft::run(
+      [&] {
+        weft::go([&] {
+          weft::net::wait_readable(fds[0]);
+          got = true;
+        });
+        // Spin without a scheduling point until the waiter has parked.
+        while (weft::detail::netpoll_parked() == 0) {
+        }
+        REQUIRE(::write(fds[1], "x", 1) == 1);
+        while (!got.load()) {
+        }
+      },
+      o);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  CHECK(got.load());
+  test::check_teardown();
+}
+
 TEST_CASE("wait_readable on a pipe wakes when the other end writes, and honours its deadline") {
   net_runs([](unsigned) {
     int p[2];

@@ -94,7 +94,9 @@ TEST_CASE("with symmetric fences (a host with slow IPIs), no wakeup or stolen fi
     for (int i = 0; i < pairs; ++i) {
       weft::go([&] {
         weft::chan<int> ping, pong;
-        weft::go([&] {
+        // Its own handles: it may still be inside its last send when this
+        // fiber, woken by that send, finishes.
+        weft::go([ping, pong]() mutable {
           for (int r = 0; r < rounds; ++r) pong.send(*ping.recv() + 1);
         });
         for (int r = 0; r < rounds; ++r) {
