@@ -338,7 +338,8 @@ bool linger(machine* m, processor* p) noexcept {
       // look there too, so a server's spinning worker finds it itself.
       next_poll = now + poll_every_ns;
       if (fiber* f = netpoll_poll_once()) {
-        p->runq.push(f);  // our ring is empty (checked above): it fits
+        // Only we push to our ring (W1), and it was empty above: it fits.
+        if (!p->runq.push(f)) S().gq.push(f);
         return true;
       }
     }
