@@ -8,9 +8,7 @@
 // requests (answered in one write), "Connection: close" and HTTP/1.0.
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
-#include <exception>
 #include <string_view>
 #include <weft/weft.hpp>
 
@@ -156,26 +154,5 @@ void serve(weft::net::conn c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* address = argc > 1 ? argv[1] : "127.0.0.1:7000";
-  try {
-    const sigset_t stop = example::block_stop_signals();
-    return weft::run([&] {
-      weft::net::listener ln = weft::net::listen(address);
-      std::printf("listening on %s\n", ln.address().c_str());
-      std::fflush(stdout);
-      weft::go([&ln] {
-        try {
-          for (;;) weft::go(serve, ln.accept());
-        } catch (const std::system_error&) {
-          // The listener was closed: shutting down.
-        }
-      });
-      example::wait_for_stop_signal(stop);
-      ln.close();
-      return 0;
-    });
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "http_hello: %s\n", e.what());
-    return 1;
-  }
+  return example::serve_until_stopped("http_hello", argc, argv, serve);
 }

@@ -1,5 +1,6 @@
 #pragma once
-// signals.hpp: run a weft server until SIGINT or SIGTERM.
+// signals.hpp: run a weft server until SIGINT or SIGTERM (main() of both
+// example servers is serve_until_stopped).
 //
 // The signals are blocked in every thread (the mask is set before
 // weft::run starts its threads, which inherit it) and read from a
@@ -11,8 +12,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <exception>
 #include <system_error>
-#include <weft/net.hpp>
+#include <weft/weft.hpp>
 
 namespace example {
 
@@ -39,6 +41,36 @@ inline int wait_for_stop_signal(const sigset_t& set) {
   }
   ::close(fd);
   return static_cast<int>(info.ssi_signo);
+}
+
+// serve_until_stopped: listen on argv[1] (default 127.0.0.1:7000), print
+// "listening on ADDRESS", run serve(conn) in a fiber per connection, and on
+// SIGINT or SIGTERM close the listener and return 0 (fibers still serving
+// are unwound by weft::run, which closes their connections).
+inline int serve_until_stopped(const char* program, int argc, char** argv,
+                               void (*serve)(weft::net::conn)) {
+  const char* address = argc > 1 ? argv[1] : "127.0.0.1:7000";
+  try {
+    const sigset_t stop = block_stop_signals();
+    return weft::run([&] {
+      weft::net::listener ln = weft::net::listen(address);
+      std::printf("listening on %s\n", ln.address().c_str());
+      std::fflush(stdout);
+      weft::go([&ln, serve] {
+        try {
+          for (;;) weft::go(serve, ln.accept());
+        } catch (const std::system_error&) {
+          // The listener was closed: shutting down.
+        }
+      });
+      wait_for_stop_signal(stop);
+      ln.close();
+      return 0;
+    });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 1;
+  }
 }
 
 }  // namespace example

@@ -27,6 +27,10 @@ inline void check_teardown() {
 
 inline constexpr std::initializer_list<unsigned> worker_counts = {1, 2, 4, 8};
 
+// for_each_workers: run body(w) in a fresh runtime for each worker count.
+// CAPTURE and INFO belong here, on the test's thread, never inside a fiber:
+// doctest keeps their scopes in a thread_local stack, and a fiber that
+// parks may resume on another worker and pop the wrong thread's scope.
 template <class Body>
 void for_each_workers(Body&& body, std::initializer_list<unsigned> counts = worker_counts) {
   for (unsigned w : counts) {
