@@ -56,15 +56,19 @@ inline int serve_until_stopped(const char* program, int argc, char** argv,
       weft::net::listener ln = weft::net::listen(address);
       std::printf("listening on %s\n", ln.address().c_str());
       std::fflush(stdout);
-      weft::go([&ln, serve] {
+      weft::wait_group acceptor;  // ln must outlive the fiber using it
+      acceptor.add(1);
+      weft::go([&ln, &acceptor, serve] {
         try {
           for (;;) weft::go(serve, ln.accept());
         } catch (const std::system_error&) {
           // The listener was closed: shutting down.
         }
+        acceptor.done();
       });
       wait_for_stop_signal(stop);
       ln.close();
+      acceptor.wait();
       return 0;
     });
   } catch (const std::exception& e) {
