@@ -52,7 +52,11 @@ struct processor {
   // Lifecycle: changed under sched::mu_ (idle <-> running) or by CAS
   // (running <-> syscall by the holder, syscall -> idle by sysmon).
   std::atomic<p_status> status{p_status::dead};
-  machine* m = nullptr;            // holder; written with status under the same protection
+  machine* m = nullptr;  // holder; written with status under the same protection
+  // The holder's OS thread id, for sysmon's CPU-time check on a suspected
+  // hog (sysmon.cpp). Written by acquire_p (relaxed); read by sysmon as a
+  // hint: a stale id only makes sysmon treat a suspect as a hog.
+  std::atomic<long> m_tid{0};
   processor* idle_link = nullptr;  // guarded by sched::mu_
 
   // Owner-only (P1).

@@ -85,6 +85,7 @@ processor* pidle_get() noexcept {  // requires mu
 void acquire_p(machine* m, processor* p) noexcept {
   m->p = p;
   p->m = m;
+  p->m_tid.store(m->tid, std::memory_order_relaxed);
   p->status.store(p_status::running, std::memory_order_release);
   sysmon_poke(S(), nullptr);  // it may sleep untimed because every processor was idle
 }

@@ -30,14 +30,21 @@
 //     machine may be inside go() or ready() using its processor's caches at
 //     any instant; making every such use safe against seizure would put a
 //     handshake on every scheduler fast path. Lending needs none.
+//     A thread the kernel descheduled (cores oversubscribed by other
+//     processes, or more workers than cores) looks the same by schedtick;
+//     its CPU time since hog_handoff / 2 (/proc schedstat) tells them apart
+//     (hog_verdict). Its queued fibers are moved all the same, but it is
+//     not reported, lends no spare and keeps sysmon on long ticks: more
+//     threads and more wakeups would only crowd the CPU further.
 //   Before that, at hog_handoff / 2, sysmon flags the processor; the fiber
 //   yields at its next channel, select or lock operation (preempt_point,
 //   Go's cooperative preemption), which settles most "hogs" that do call
 //   into the runtime without any hand-off or warning.
 //   Tick length (Go's, made cheaper): 20 us after it acted, doubling while
 //   nothing happens up to min(10 ms, hog_handoff / 2) while any processor
-//   is busy, and no timed tick at all when every processor is idle (startm
-//   pokes it awake). When its sleep is 1 ms or longer the `deep` flag lets
+//   is busy, and no timed tick at all when every processor is idle (a
+//   processor starting work then pokes it awake: only then, `idle_sleep`).
+//   When its sleep is 1 ms or longer the `deep` flag lets
 //   weft::blocking poke it, so a blocking call is handed off within about
 //   blocking_handoff plus a tick even after a quiet period, while a loop of
 //   short blocking calls costs one poke per ~2.5 ms, not one per call.
@@ -51,6 +58,7 @@
 
 #include "runtime/sysmon.hpp"
 
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -92,6 +100,32 @@ void report_hog(const fiber* f, std::int64_t ran_ns, std::size_t moved, const op
                static_cast<unsigned long long>(f->get_id()), f->get_file(), f->get_line(),
                static_cast<long long>(ran_ns / ms), moved,
                static_cast<long long>(o.hog_handoff.count()));
+}
+
+// schedstat: thread `tid` of this process: nanoseconds it has run and
+// nanoseconds it has spent runnable but not running (/proc schedstat's
+// first two fields). False if the file cannot be read.
+bool schedstat(long tid, std::uint64_t& ran, std::uint64_t& waited) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", tid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[128];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  unsigned long long r = 0, w = 0;
+  if (std::sscanf(buf, "%llu %llu", &r, &w) != 2) return false;
+  ran = r;
+  waited = w;
+  return true;
+}
+
+// thread_ran_ns: CPU time of thread `tid` (ns), or -1 if unknown.
+std::int64_t thread_ran_ns(long tid) noexcept {
+  std::uint64_t ran = 0, waited = 0;
+  return tid != 0 && schedstat(tid, ran, waited) ? static_cast<std::int64_t>(ran) : -1;
 }
 
 // A blocking call that poked the monitor awake: which processor, which call
@@ -142,6 +176,24 @@ bool check_syscall(scheduler& s, processor* p, p_watch& w, std::int64_t now, con
   return true;
 }
 
+// hog_verdict: a processor whose fiber has not switched for hog_handoff is
+// either running a hog or held by a thread the kernel descheduled (cores
+// oversubscribed: other processes, more workers than cores). schedtick
+// cannot tell them apart; the thread's CPU time since half-way can: a hog
+// ran for at least a tenth of that window, a descheduled worker (which
+// switches every few microseconds while it runs) hardly at all. Either
+// way the work queued behind it is moved; only a hog is reported and may
+// get a spare processor lent (more threads would not help a crowded CPU).
+enum { hog_yes, hog_no, hog_wait };
+int hog_verdict(const processor* p, const p_watch& w, std::int64_t now) noexcept {
+  if (w.mark_tid == 0 || w.mark_tid != p->m_tid.load(std::memory_order_relaxed)) return hog_yes;
+  const std::int64_t window = now - w.wall_mark;
+  if (window < 1 * ms) return hog_wait;  // marked on this tick or the last: look again
+  const std::int64_t cpu = thread_ran_ns(w.mark_tid);
+  if (cpu < 0) return hog_yes;
+  return (cpu - w.cpu_mark) * 10 >= window ? hog_yes : hog_no;
+}
+
 void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tick_result& r) {
   r.busy = true;
   const std::uint64_t t = p->schedtick.load(std::memory_order_relaxed);
@@ -154,6 +206,7 @@ void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tic
     w.schedtick = t;
     w.schedtick_seen = now;
     w.hog_reported = false;
+    w.cpu_mark = -1;
     w.runq_head = head;
     w.next = nx;
     return;
@@ -165,10 +218,18 @@ void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tic
     p->preempt.store(true, std::memory_order_relaxed);
     g_preempt_requests.fetch_add(1, std::memory_order_relaxed);
   }
+  if (ran >= hog / 2 && w.cpu_mark < 0) {
+    w.mark_tid = p->m_tid.load(std::memory_order_relaxed);
+    w.cpu_mark = thread_ran_ns(w.mark_tid);
+    w.wall_mark = now;
+    if (w.cpu_mark < 0) w.cpu_mark = 0, w.mark_tid = 0;  // unknown: judge by schedtick alone
+  }
   if (ran < hog) return;
   fiber* f = p->current.load(std::memory_order_relaxed);
   if (f == nullptr) return;  // its machine is on g0, about to pick or park
-  ++r.hogged;
+  const int verdict = hog_verdict(p, w, now);
+  if (verdict == hog_wait) return;
+  if (verdict == hog_yes) ++r.hogged;
   // Stuck work: queued fibers nobody took since the last look. A queue that
   // other workers are stealing from is being served; leave it be.
   const bool stuck =
@@ -186,13 +247,15 @@ void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tic
   w.runq_head = p->runq.head_hint();
   w.next = p->runq.peek_next();
   if (moved == 0) return;
-  if (!w.hog_reported && p->schedtick.load(std::memory_order_relaxed) == t) {
+  if (verdict == hog_yes && !w.hog_reported && p->schedtick.load(std::memory_order_relaxed) == t) {
     report_hog(f, ran, moved, s.opts);
     s.sysmon.hogs.fetch_add(1, std::memory_order_relaxed);
     w.hog_reported = true;
   }
   s.sysmon.handoffs.fetch_add(1, std::memory_order_relaxed);
-  r.acted = true;
+  // A hog keeps sysmon on short ticks for a while; a descheduled worker
+  // does not: 20 us ticks on a crowded CPU would crowd it further.
+  if (verdict == hog_yes) r.acted = true;
   r.moved = true;
 }
 
@@ -224,6 +287,8 @@ tick_result check_all(scheduler& s, std::int64_t now, const poke_info& poke) {
     } else {
       lend_spare();
     }
+  } else if (r.moved) {
+    wake_idle();  // moved from a descheduled worker: an idle processor may take it
   }
   if (r.hogged == 0) retire_idle_spares();
   return r;
@@ -329,6 +394,7 @@ void loop(scheduler& s) {
     // seq_cst: published before the futex re-checks `wake`, so a poke
     // racing with this store is either seen by the futex or not needed.
     sm.deep.store(idle || delay >= deep_tick, std::memory_order_seq_cst);
+    sm.idle_sleep.store(idle, std::memory_order_seq_cst);
     std::int64_t sleep_ns = idle ? -1 : delay;
     if (r.deadline != INT64_MAX) {
       sleep_ns = std::max<std::int64_t>(0, r.deadline - now_ns() - spin_window / 2);
@@ -374,7 +440,9 @@ std::uint64_t sysmon_handoffs(scheduler& s) noexcept {
 
 void sysmon_poke(scheduler& s, const processor* blocked) noexcept {
   sysmon_state& sm = s.sysmon;
-  if (!sm.deep.load(std::memory_order_relaxed)) return;  // it will look soon anyway
+  // A blocking call needs a look within blocking_handoff; a processor that
+  // starts work only when sysmon would otherwise sleep indefinitely.
+  if (!(blocked != nullptr ? sm.deep : sm.idle_sleep).load(std::memory_order_relaxed)) return;
   if (blocked != nullptr) {
     // The mailbox: published by the release store of poke_p; the monitor's
     // acquire exchange of poke_p pairs with it. A later poke may overwrite

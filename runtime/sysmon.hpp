@@ -21,6 +21,11 @@ struct p_watch {
   bool hog_reported = false;      // the current hog was already reported
   std::uint32_t runq_head = 0;    // run queue progress at the previous look
   const fiber* next = nullptr;    // run queue `next` at the previous look
+  // A suspected hog's thread: its CPU time (ns) when the suspicion began
+  // (-1: not measured yet), when that was, and which thread it was.
+  std::int64_t cpu_mark = -1;
+  std::int64_t wall_mark = 0;
+  long mark_tid = 0;
 };
 
 struct sysmon_state {
@@ -33,6 +38,12 @@ struct sysmon_state {
   // path (relaxed), which pokes the thread so a long call is noticed within
   // blocking_handoff, not a tick later.
   std::atomic<bool> deep{false};
+  // True while it sleeps because every processor was idle (no timed tick,
+  // or only a diagnostics one). A processor starting work (acquire_p) pokes
+  // only then: pokes on every acquire while ticks were merely `deep` cost a
+  // busy server a futex wake per idle-to-busy transition and kept sysmon
+  // at 10-20% of a core. Written like `deep`.
+  std::atomic<bool> idle_sleep{false};
   std::atomic<bool> stop{false};
   std::atomic<long> tid{0};  // the thread's OS id (set by it at start), for deadlock.cpp
   // The blocking call that last poked the monitor: processor index + 1 (0 =
