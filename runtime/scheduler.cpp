@@ -348,6 +348,54 @@ bool linger(machine* m, processor* p) noexcept {
   }
 }
 
+// park_m: sleep until startm hands this machine a processor, or shutdown.
+void park_m(machine* m) noexcept {
+  stopm(m);
+  if (m->nextp != nullptr) {
+    acquire_p(m, m->nextp);
+    m->nextp = nullptr;
+  }
+}
+
+void stop_spinning(machine* m) noexcept {
+  m->spinning = false;
+  S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+// give_up_p: K3. Returns a fiber found on the global queue while giving up
+// the processor; otherwise null, once this machine holds a processor again
+// (work appeared) or has slept until handed one.
+fiber* give_up_p(machine* m, processor* p) noexcept {
+  {
+    std::lock_guard<std::mutex> lk(S().mu);
+    if (S().gq.size_hint() != 0) {
+      if (fiber* f = global_get(p, 0)) return f;
+    }
+    release_p(m, p);
+  }
+  const bool was_spinning = m->spinning;
+  if (was_spinning) stop_spinning(m);
+  asym_heavy();  // K3: pairs with the submitters' asym_light in wakep
+  if (any_work()) {
+    processor* np = nullptr;
+    {
+      std::lock_guard<std::mutex> lk(S().mu);
+      np = pidle_get();
+    }
+    if (np != nullptr) {
+      acquire_p(m, np);
+      if (was_spinning) {
+        m->spinning = true;
+        S().nmspinning.fetch_add(1, std::memory_order_seq_cst);
+      }
+      return nullptr;
+    }
+  }
+  netpoll_worker_idle();  // the last machine to sleep hands the descriptors to the poller
+  park_m(m);
+  return nullptr;
+}
+
 fiber* find_runnable(machine* m) noexcept {
   for (;;) {
     if (m->exiting) return nullptr;
@@ -357,15 +405,8 @@ fiber* find_runnable(machine* m) noexcept {
         std::lock_guard<std::mutex> lk(S().mu);
         release_p(m, p);
       }
-      if (m->spinning) {
-        m->spinning = false;
-        S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
-      }
-      stopm(m);
-      if (m->nextp != nullptr) {
-        acquire_p(m, m->nextp);
-        m->nextp = nullptr;
-      }
+      if (m->spinning) stop_spinning(m);
+      park_m(m);
       continue;
     }
     fire_timers(p);
@@ -385,41 +426,7 @@ fiber* find_runnable(machine* m) noexcept {
     // About to idle: poll the network once without blocking (one machine
     // at a time) and run what it woke here, with no cross-thread wakeup.
     if (fiber* f = netpoll_poll_once()) return f;
-    // K3: give up the processor, stop spinning, fence, re-check.
-    {
-      std::lock_guard<std::mutex> lk(S().mu);
-      if (S().gq.size_hint() != 0) {
-        if (fiber* f = global_get(p, 0)) return f;
-      }
-      release_p(m, p);
-    }
-    const bool was_spinning = m->spinning;
-    if (was_spinning) {
-      m->spinning = false;
-      S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
-    }
-    asym_heavy();  // K3: pairs with the submitters' asym_light in wakep
-    if (any_work()) {
-      processor* np = nullptr;
-      {
-        std::lock_guard<std::mutex> lk(S().mu);
-        np = pidle_get();
-      }
-      if (np != nullptr) {
-        acquire_p(m, np);
-        if (was_spinning) {
-          m->spinning = true;
-          S().nmspinning.fetch_add(1, std::memory_order_seq_cst);
-        }
-        continue;
-      }
-    }
-    netpoll_worker_idle();  // the last machine to sleep hands the descriptors to the poller
-    stopm(m);
-    if (m->nextp != nullptr) {
-      acquire_p(m, m->nextp);
-      m->nextp = nullptr;
-    }
+    if (fiber* f = give_up_p(m, p)) return f;
   }
 }
 
