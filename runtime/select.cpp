@@ -62,15 +62,6 @@ bool looks_ready(const case_ref& c) noexcept {
   return c.is_send ? c.ch->send_ready_hint() : c.ch->recv_ready_hint();
 }
 
-// finish: the attempt on ch proceeded; release ch and wake its partner.
-void finish(chan_base* ch, chan_node* wake) noexcept {
-  if (wake != nullptr) {
-    unlock_and_wake(ch->lock, wake);
-  } else {
-    ch->lock.unlock();
-  }
-}
-
 // distinct_channels: the non-nil channels of the cases, deduplicated, in
 // address order. Returns how many.
 std::size_t distinct_channels(const case_ref* cs, std::size_t n, chan_base** out) noexcept {
@@ -178,7 +169,7 @@ select_outcome select_impl(case_ref* cs, std::size_t n, bool has_default, const 
       c.ch->lock.unlock();
       continue;
     }
-    finish(c.ch, wake);
+    unlock_and_wake(c.ch->lock, wake);  // the attempt proceeded: wake its partner
     return {i, r == op_result::closed};
   }
   if (live == 0) {
@@ -200,7 +191,7 @@ select_outcome select_impl(case_ref* cs, std::size_t n, bool has_default, const 
     for (std::size_t l = 0; l < m; ++l) {
       if (s.locks[l] != c.ch) s.locks[l]->lock.unlock();
     }
-    finish(c.ch, wake);
+    unlock_and_wake(c.ch->lock, wake);  // the attempt proceeded: wake its partner
     return {i, r == op_result::closed};
   }
   if (has_default) {

@@ -169,11 +169,7 @@ struct chan_state final : chan_base {
     chan_node* wake = nullptr;
     switch (try_send(v, wake)) {
       case op_result::done:
-        if (wake != nullptr) {
-          unlock_and_wake(lock, wake);
-        } else {
-          lock.unlock();
-        }
+        unlock_and_wake(lock, wake);
         return;
       case op_result::closed:
         lock.unlock();
@@ -196,11 +192,7 @@ struct chan_state final : chan_base {
     chan_node* wake = nullptr;
     switch (try_recv(out, wake)) {
       case op_result::done:
-        if (wake != nullptr) {
-          unlock_and_wake(lock, wake);
-        } else {
-          lock.unlock();
-        }
+        unlock_and_wake(lock, wake);
         return;
       case op_result::closed:
         lock.unlock();
@@ -228,11 +220,7 @@ struct chan_state final : chan_base {
       lock.unlock();
       return false;
     }
-    if (wake != nullptr) {
-      unlock_and_wake(lock, wake);
-    } else {
-      lock.unlock();
-    }
+    unlock_and_wake(lock, wake);
     return true;
   }
 

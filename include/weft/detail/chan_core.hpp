@@ -172,8 +172,13 @@ inline chan_node* claim(node_fifo& q) noexcept {
 bool on_runtime_thread() noexcept;
 
 // unlock_and_wake: release `lk` and unpark the owner of a node claimed under
-// it, in the order C5 prescribes. n may be gone once this returns.
+// it, in the order C5 prescribes; with no node (null), just release `lk`.
+// n may be gone once this returns.
 inline void unlock_and_wake(spinlock& lk, chan_node* n) noexcept {
+  if (n == nullptr) {
+    lk.unlock();
+    return;
+  }
   waiter* w = n->w;
   if (w->fiber_ != nullptr && !on_runtime_thread()) {
     unpark(*w);
