@@ -57,10 +57,14 @@ TEST_CASE("timers fire in deadline order on one worker") {
         std::vector<int> order;
         weft::wait_group wg;
         const int delays_ms[] = {30, 10, 50, 20, 40};
+        // Deadlines from one base: with sleep_for, a fiber started late
+        // (a busy machine, TSan) could get a later deadline than its delay
+        // suggests, and the test would judge the machine, not the heap.
+        const auto base = steady_clock::now();
         wg.add(5);
         for (int d : delays_ms) {
           weft::go([&, d] {
-            weft::sleep_for(milliseconds(d));
+            weft::sleep_until(base + milliseconds(d));
             order.push_back(d);
             wg.done();
           });
