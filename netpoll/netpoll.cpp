@@ -39,23 +39,27 @@
 //   poller, which then waits on the descriptors and injects what it finds in
 //   one batch. A resting poller still wakes every netpoll_rest_tick and
 //   polls if no worker did in the meantime (workers busy running fibers).
-//   Measured at 10,000 echo connections: see the final report of issue 4.
+//   Measured at 10,000 echo connections (perf/RESULTS.md, "Who polls
+//   epoll"): with only the poller thread polling, 24% more CPU per message
+//   and 20% less throughput.
 //
 // Invariants (N1-N3 and N7, about records, are poll_desc.cpp's)
 //   N4  A slot holds a fiber only between a successful commit and the take()
 //       that readies it; exactly one party takes it (CAS). At most one fiber
 //       waits per direction (the direction lock).
 //   N5  Whatever must wake a waiter (readiness, closing, a deadline passing,
-//       its own timer) is published before the publisher looks at the slot,
-//       and the waiter checks them after announcing itself: both sides
+//       its own timer, an interrupt: a context it waits with became done) is published before the
+//       publisher looks at the slot, and the waiter checks them after announcing itself: both sides
 //       seq_cst (a Dekker pair), so one of them sees the other.
 //   N6  Deadline timers are armed only under the timers lock and while the
 //       record is not closing; close() sets closing and then cancels them
 //       under the same lock, so no timer of an old incarnation fires on a
-//       new one.
+//       new one. (A plain thread closing once run() stopped accepting them
+//       cancels nothing: the timers go with the run (timer_service::clear), and one that fires
+//       first finds no fiber in a slot, since none runs any more.)
 //
-// Lock order: direction lock < poll_cold::lk; direction lock < poller
-// timers lock. Timer callbacks run under the timers lock and take no lock
+// Lock order: direction lock < poll_cold::lk; direction lock < timers
+// lock (runtime/timers.hpp). Timer callbacks run under the timers lock and take no lock
 // of their own.
 
 #include "netpoll/netpoll.hpp"
@@ -71,8 +75,14 @@
 #include <new>
 #include <system_error>
 
-#include "netpoll/poller.hpp"
-#include "runtime/scheduler.hpp"
+#include "runtime/debug_internal.hpp"
+#include "runtime/fiber.hpp"
+#include "runtime/machine.hpp"
+#include "runtime/sched_ops.hpp"
+#include "runtime/sys.hpp"
+#include "runtime/timers.hpp"
+#include "weft/detail/check.hpp"
+#include "weft/detail/perturb.hpp"
 
 namespace weft::detail {
 namespace {
@@ -104,7 +114,7 @@ unsigned g_nparked = 0;
 // to leave, so the next poller sees the previous one's slot updates.
 std::atomic<bool> g_polling{false};
 bool g_worker_poll = true;  // written by netpoll_start only
-// The poller rests ("Who polls"). seq_cst, with sched::npidle: the two
+// The poller rests ("Who polls"). seq_cst, with scheduler::npidle: the two
 // halves of a Dekker pair between the resting poller and the last worker
 // going idle (netpoll_poller_rest / netpoll_worker_idle).
 std::atomic<bool> g_poller_resting{false};
@@ -118,7 +128,7 @@ std::atomic<std::uint64_t> g_worker_polls{0};
 // records resume it, and a fiber finished by the sweep is then taken from
 // the list a second time (runtime.cpp, unwinder::finish).
 void wake(fiber* f) noexcept {
-  if (g_sched->ph.load(std::memory_order_relaxed) == phase::final) return;
+  if (in_final_phase()) return;
   ready(f);
 }
 
@@ -139,7 +149,11 @@ fiber* take(std::atomic<std::uintptr_t>& slot, bool ioready, bool publish = fals
     const std::uintptr_t nv = ioready ? slot_ready : slot_empty;
     if (slot.compare_exchange_weak(old, nv, std::memory_order_seq_cst)) {
       // slot_wait: nobody parked yet; its commit will fail and resume it.
-      return old <= slot_wait ? nullptr : reinterpret_cast<fiber*>(old);
+      if (old <= slot_wait) return nullptr;
+      auto* f = reinterpret_cast<fiber*>(old);
+      WEFT_DCHECK(f->state.load(std::memory_order_relaxed) == fiber_state::parked,
+                  "netpoll N4: a fiber in a slot is parked");
+      return f;
     }
   }
 }
@@ -210,43 +224,48 @@ void deadline_fired(timer* t) {
 }
 
 // arm: make the deadline timer of `dir` match deadline[dir] (N6). Any
-// thread of a run; the caller made sure the cold part exists.
+// thread; the caller made sure the cold part exists.
 void arm(poll_desc& pd, int dir) noexcept {
+  // L1 (runtime.cpp): a plain thread setting a deadline holds the runtime
+  // while it uses the poller. A failed pin: no run, or one that no longer
+  // runs fibers; plain threads compare deadlines themselves, and the next
+  // run arms the timer when a fiber first waits (fiber_wait).
+  const runtime_pin pin;
+  if (!pin) return;
   const std::uint32_t e = g_epoch.load(std::memory_order_acquire);
-  if (e == 0) return;  // no run: plain threads compare deadlines themselves
+  WEFT_DCHECK(e != 0, "a pinned runtime has an epoll set until it is destroyed");
   poll_cold& c = *pd.cold.load(std::memory_order_acquire);
-  poller& pl = g_sched->poll;
   fiber* f = nullptr;
-  pl.timers_lock().lock();
-  if (!pd_closing(pd)) {
-    timer& t = c.dl_timer[dir];
-    pl.cancel_timer_locked(&t);
-    const std::int64_t when = pd.deadline[dir].load(std::memory_order_seq_cst);
-    if (when != no_deadline) {
-      if (when <= now_ns()) {
-        f = take(pd.slot[dir], false);  // N5 with the waiter's recheck
-      } else {
-        t.when = when;
-        t.period = 0;
-        t.fire = &deadline_fired;
-        t.arg = &pd;
-        pl.add_timer_locked(&t);
+  {
+    timer_service::locked timers(g_timers);
+    if (!pd_closing(pd)) {
+      timer& t = c.dl_timer[dir];
+      timers.cancel(&t);
+      const std::int64_t when = pd.deadline[dir].load(std::memory_order_seq_cst);
+      if (when != no_deadline) {
+        if (when <= now_ns()) {
+          f = take(pd.slot[dir], false);  // N5 with the waiter's recheck
+        } else {
+          t.when = when;
+          t.period = 0;
+          t.fire = &deadline_fired;
+          t.arg = &pd;
+          timers.add(&t);
+        }
       }
+      c.timer_epoch[dir].store(e, std::memory_order_relaxed);
     }
-    c.timer_epoch[dir].store(e, std::memory_order_relaxed);
   }
-  pl.timers_lock().unlock();
   if (f != nullptr) wake(f);
 }
 
+// cancel_timers: N6. The caller holds a successful runtime_pin (L1).
 void cancel_timers(poll_desc& pd) noexcept {
   poll_cold* c = pd.cold.load(std::memory_order_acquire);
-  if (c == nullptr || g_epoch.load(std::memory_order_acquire) == 0) return;
-  poller& pl = g_sched->poll;
-  pl.timers_lock().lock();
-  pl.cancel_timer_locked(&c->dl_timer[dir_read]);
-  pl.cancel_timer_locked(&c->dl_timer[dir_write]);
-  pl.timers_lock().unlock();
+  if (c == nullptr) return;
+  timer_service::locked timers(g_timers);
+  timers.cancel(&c->dl_timer[dir_read]);
+  timers.cancel(&c->dl_timer[dir_write]);
 }
 
 // own_timer: a per-call deadline (wait_readable's, dial's, accept's
@@ -265,23 +284,15 @@ struct own_timer {
       self->fired.store(true, std::memory_order_seq_cst);  // N5
       if (fiber* f = take(self->pd->slot[self->dir], false)) ready(f);
     };
-    poller& pl = g_sched->poll;
-    pl.timers_lock().lock();
-    pl.add_timer_locked(&t);
-    pl.timers_lock().unlock();
+    g_timers.add(&t);
   }
-  ~own_timer() {
-    poller& pl = g_sched->poll;
-    pl.timers_lock().lock();
-    pl.cancel_timer_locked(&t);
-    pl.timers_lock().unlock();
-  }
+  ~own_timer() { g_timers.cancel(&t); }
 };
 
 // parked_add: count a fiber parked on the netpoller (or resumed, -1) on
 // the calling machine's processor.
 void parked_add(std::int64_t d) noexcept {
-  std::atomic<std::int64_t>& v = g_parked[current_m()->p->index].v;
+  std::atomic<std::int64_t>& v = g_parked[current_processor_index()].v;
   v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
 }
 
@@ -298,6 +309,7 @@ void commit(void* p) {
   auto* a = static_cast<commit_arg*>(p);
   a->committed = true;
   parked_add(1);
+  perturb(perturb_site::park_commit);  // readiness may arrive before the commit
   std::uintptr_t expected = slot_wait;
   // seq_cst: N5 (a waker's take() must see either slot_wait or the fiber).
   if (a->slot->compare_exchange_strong(expected, reinterpret_cast<std::uintptr_t>(a->self),
@@ -309,14 +321,18 @@ void commit(void* p) {
   unpark(*a->w);
 }
 
-bool should_stop(const poll_desc& pd, int dir, bool use_pd_deadline, const own_timer* ot) {
+bool should_stop(const poll_desc& pd, int dir, bool use_pd_deadline, const own_timer* ot,
+                 const std::atomic<bool>* interrupt) {
   if (pd_closing(pd)) return true;
   if (use_pd_deadline && netpoll_timed_out(pd, dir)) return true;
+  // seq_cst: N5, with the store before netpoll_interrupt's take().
+  if (interrupt != nullptr && interrupt->load(std::memory_order_seq_cst)) return true;
   return ot != nullptr && ot->fired.load(std::memory_order_seq_cst);
 }
 
 // park_on: steps 1-4 of fiber_wait (Go's netpollblock).
-void park_on(poll_desc& pd, int dir, bool use_pd_deadline, const own_timer* ot) {
+void park_on(poll_desc& pd, int dir, bool use_pd_deadline, const own_timer* ot,
+             const std::atomic<bool>* interrupt) {
   std::atomic<std::uintptr_t>& slot = pd.slot[dir];
   // 1. Consume pending readiness, or announce that we are about to park.
   std::uintptr_t v = slot.load(std::memory_order_acquire);
@@ -330,7 +346,8 @@ void park_on(poll_desc& pd, int dir, bool use_pd_deadline, const own_timer* ot) 
     }
   }
   // 2. N5: re-check what would wake us, now that wakers can see slot_wait.
-  if (should_stop(pd, dir, use_pd_deadline, ot)) {
+  perturb(perturb_site::park_commit);
+  if (should_stop(pd, dir, use_pd_deadline, ot, interrupt)) {
     slot.exchange(slot_empty, std::memory_order_acq_rel);
     return;
   }
@@ -354,7 +371,9 @@ void park_on(poll_desc& pd, int dir, bool use_pd_deadline, const own_timer* ot) 
   slot.exchange(slot_empty, std::memory_order_acq_rel);
 }
 
-void fiber_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline) {
+void fiber_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline,
+                const std::atomic<bool>* interrupt) {
+  if (forked_child()) throw_forked_child("weft::net");  // the epoll set is the parent's
   const std::uint32_t e = g_epoch.load(std::memory_order_relaxed);
   if (pd.reg_epoch.load(std::memory_order_acquire) != e) ensure_registered(pd, e);
   if (use_pd_deadline && pd.deadline[dir].load(std::memory_order_relaxed) != no_deadline &&
@@ -362,15 +381,16 @@ void fiber_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_d
     arm(pd, dir);  // set outside this run: its timer is not in our heap yet
   }
   if (own_deadline == no_deadline) {
-    park_on(pd, dir, use_pd_deadline, nullptr);
+    park_on(pd, dir, use_pd_deadline, nullptr, interrupt);
     return;
   }
   if (own_deadline <= now_ns()) return;
   const own_timer ot(pd, dir, own_deadline);
-  park_on(pd, dir, use_pd_deadline, &ot);
+  park_on(pd, dir, use_pd_deadline, &ot, interrupt);
 }
 
-void thread_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline) {
+void thread_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline,
+                 const std::atomic<bool>* interrupt) {
   poll_cold& c = pd_cold(pd);
   c.thread_waiters.fetch_add(1, std::memory_order_seq_cst);  // Dekker with pd_close
   struct leave {
@@ -379,6 +399,7 @@ void thread_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_
   } guard{c};
   for (;;) {
     if (pd_closing(pd)) return;
+    if (interrupt != nullptr && interrupt->load(std::memory_order_seq_cst)) return;
     std::int64_t until = own_deadline;
     if (use_pd_deadline) {
       const std::int64_t d = pd.deadline[dir].load(std::memory_order_relaxed);
@@ -389,7 +410,7 @@ void thread_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_
     const std::int64_t wait = until - now < thread_slice_ns ? until - now : thread_slice_ns;
     timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
     pollfd p{pd.fd, static_cast<short>(dir == dir_read ? (POLLIN | POLLRDHUP) : POLLOUT), 0};
-    if (::ppoll(&p, 1, &ts, nullptr) != 0) return;  // ready, hung up, error, or EINTR
+    if (sys_ppoll(&p, 1, &ts) != 0) return;  // ready, hung up, error, or EINTR
   }
 }
 
@@ -398,14 +419,25 @@ void thread_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_
 // ---- for poll_desc.cpp ----
 
 void netpoll_closing(poll_desc& pd) noexcept {
-  cancel_timers(pd);  // N6
+  // L1: a plain thread closing a descriptor holds the runtime while it uses
+  // the poller and readies waiters. A failed pin: no run (no timer and no
+  // fiber can be here), or run() stopped accepting plain threads, after
+  // which the timers die with the run and a fiber taken from a slot is
+  // left parked for the unwinder, as wake() does in phase::final.
+  const runtime_pin pin;
+  if (pin) cancel_timers(pd);  // N6
   for (int d = 0; d < 2; ++d) {
-    if (fiber* f = take(pd.slot[d], false)) wake(f);
+    fiber* f = take(pd.slot[d], false);
+    if (f != nullptr && pin) wake(f);
   }
 }
 
 void netpoll_forget(poll_desc& pd, bool borrowed) noexcept {
-  const std::uint32_t e = g_epoch.load(std::memory_order_acquire);
+  // L1: g_epfd and the registration count belong to the run the pin holds;
+  // without one the run's epoll set is gone or about to go, with everything
+  // registered in it.
+  const runtime_pin pin;
+  const std::uint32_t e = pin ? g_epoch.load(std::memory_order_acquire) : 0;
   if (e != 0 && pd.reg_epoch.load(std::memory_order_acquire) == e) {
     if (borrowed) {
       epoll_event ev{};
@@ -423,12 +455,17 @@ bool in_parkable_fiber() noexcept {
   return m != nullptr && m->curg != nullptr && !m->in_blocking;
 }
 
-void netpoll_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline) {
+void netpoll_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline,
+                  const std::atomic<bool>* interrupt) {
   if (in_parkable_fiber()) {
-    fiber_wait(pd, dir, own_deadline, use_pd_deadline);
+    fiber_wait(pd, dir, own_deadline, use_pd_deadline, interrupt);
   } else {
-    thread_wait(pd, dir, own_deadline, use_pd_deadline);
+    thread_wait(pd, dir, own_deadline, use_pd_deadline, interrupt);
   }
+}
+
+void netpoll_interrupt(poll_desc& pd, int dir) noexcept {
+  if (fiber* f = take(pd.slot[dir], false)) wake(f);  // N5 with should_stop
 }
 
 void netpoll_set_deadline(poll_desc& pd, int dir, std::int64_t when) {
@@ -444,16 +481,22 @@ bool netpoll_timed_out(const poll_desc& pd, int dir) noexcept {
 
 // ---- the runtime's side ----
 
-void netpoll_start(int epfd) noexcept {
+void netpoll_start(int epfd, unsigned nprocs_total, bool worker_poll) noexcept {
   if (++g_epoch_counter >= reg_busy) g_epoch_counter = 1;
-  const char* env = std::getenv("WEFT_NETPOLL_WORKER_POLL");
-  g_worker_poll = env == nullptr || env[0] != '0';
-  g_nparked = g_sched->np_total;  // spare processors sysmon lends to a hog too
+  g_worker_poll = worker_poll;
+  g_nparked = nprocs_total;  // spare processors sysmon lends to a hog too
   g_parked = new proc_count[g_nparked];
   g_registered.store(0, std::memory_order_relaxed);
   g_wakeups.store(0, std::memory_order_relaxed);
   g_epfd.store(epfd, std::memory_order_relaxed);
   g_epoch.store(g_epoch_counter, std::memory_order_release);
+}
+
+void netpoll_forked() noexcept {
+  g_epoch.store(0, std::memory_order_relaxed);
+  g_epfd.store(-1, std::memory_order_relaxed);
+  g_worker_poll = false;
+  g_registered.store(0, std::memory_order_relaxed);
 }
 
 void netpoll_stop() noexcept {
@@ -496,7 +539,7 @@ fiber* netpoll_poll_once() noexcept {
   if (k == 0) return nullptr;
   g_wakeups.fetch_add(k, std::memory_order_relaxed);
   for (std::size_t i = 0; i < k; ++i) {
-    fs[i]->state.store(fiber_state::runnable, std::memory_order_relaxed);
+    transition(fs[i], fiber_state::parked, fiber_state::runnable);
   }
   if (k > 1) inject(fs + 1, k - 1);
   return fs[0];
@@ -508,7 +551,7 @@ bool netpoll_poller_rest() noexcept {
   // seq_cst: Dekker with netpoll_worker_idle. Either the last worker going
   // idle sees us resting and wakes us, or we see every processor idle here
   // and wait on the descriptors ourselves.
-  if (g_sched->npidle.load(std::memory_order_seq_cst) >= static_cast<int>(g_sched->nprocs)) {
+  if (all_processors_idle()) {
     g_poller_resting.store(false, std::memory_order_relaxed);
     return false;
   }
@@ -523,9 +566,8 @@ std::uint64_t netpoll_worker_polls() noexcept {
 
 void netpoll_worker_idle() noexcept {
   // The caller's processor is on the idle list already (npidle, seq_cst).
-  if (g_poller_resting.load(std::memory_order_seq_cst) &&
-      g_sched->npidle.load(std::memory_order_seq_cst) >= static_cast<int>(g_sched->nprocs)) {
-    g_sched->poll.wake();
+  if (g_poller_resting.load(std::memory_order_seq_cst) && all_processors_idle()) {
+    netpoll_wake();
   }
 }
 

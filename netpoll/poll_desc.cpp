@@ -19,8 +19,8 @@
 //     timers, lock queues and the count of waiting threads live in a cold
 //     part allocated the first time a descriptor needs one. At 10,000
 //     connections this halves the cache lines per message and saves 2 MB.
-//   * state = generation | active | closing | borrowed | refs, changed by
-//     CAS. Every incarnation gets a new generation; epoll's user data
+//   * state = generation | active | closing | borrowed | hooked | refs,
+//     changed by CAS. Every incarnation gets a new generation; epoll's user data
 //     carries it (netpoll.cpp), so an event for a closed descriptor whose
 //     number was reused is dropped. The owner of a conn or listener holds
 //     one reference; each operation holds another while it runs. close()
@@ -32,6 +32,14 @@
 //   * Direction locks (Go's fdMutex read and write locks): a 16-bit word in
 //     the hot line, waiters queued FIFO in the cold part and handed the lock
 //     directly (as weft::mutex does).
+//   * Hooked records (the libc hooks, hooks/): a borrowed record that stays
+//     registered with epoll for the descriptor's life, so a fiber blocking
+//     in read() again and again on one socket costs no epoll_ctl per wait.
+//     The hooked bit holds a reference of its own, dropped by pd_revoke when
+//     the hooks see the descriptor closed or replaced (close, dup2, dup3) or
+//     its number handed out again (a descriptor they did not see closed).
+//     Rejected: a registration per wait, as wait_readable does (two more
+//     system calls per blocking read); EPOLLONESHOT re-arming (one more).
 //
 // Invariants
 //   N1  A chunk of the table and a cold part are never freed; the chunk of
@@ -46,9 +54,15 @@
 //       hands it out again, which is after the close.
 //   N7  A direction lock's waiters bit is set iff its queue is non-empty,
 //       both changed under poll_cold::lk; an unlock with waiters keeps the
-//       lock held and hands it to the first.
+//       lock held and hands it to the first, woken in chan_core.hpp C5's
+//       order (sync.cpp Y4: a plain thread wakes it before it releases
+//       poll_cold::lk).
+//   N8  pd_hooked is set only on a borrowed record, and only together with
+//       one reference it owns; it is cleared only when the record is freed
+//       (finalize), and its reference is dropped only by the pd_revoke that
+//       marked the record closing.
 //
-// Lock order: direction lock < poll_cold::lk < poller timers lock.
+// Lock order: direction lock < poll_cold::lk < timers lock (runtime/timers.hpp).
 
 #include "netpoll/poll_desc.hpp"
 
@@ -61,6 +75,9 @@
 #include <system_error>
 
 #include "netpoll/netpoll.hpp"
+#include "runtime/sys.hpp"
+#include "weft/detail/check.hpp"
+#include "weft/detail/perturb.hpp"
 #include "weft/runtime.hpp"
 
 namespace weft::detail {
@@ -116,15 +133,19 @@ void reset(poll_desc& pd) noexcept {
 }
 
 // finalize: N3. `s` is the state with closing set; the caller holds the
-// last reference (borrowed) or none is left (owned).
+// last reference (a borrowed record's last borrower, pd_release's first
+// branch) or none is left (an owned record, or a borrowed one revoked
+// while in use: pd_revoke set closing and the last release finalizes).
 void finalize(poll_desc& pd, std::uint64_t s) noexcept {
   const bool borrowed = (s & pd_borrowed) != 0;
+  WEFT_DCHECK((s & pd_refs_mask) <= (borrowed ? 1u : 0u),
+              "poll_desc N3: finalized by the last reference");
   netpoll_forget(pd, borrowed);
   pd.slot[0].store(slot_empty, std::memory_order_relaxed);
   pd.slot[1].store(slot_empty, std::memory_order_relaxed);
   // release: the next claimant's CAS (acquire) sees the fields above.
   pd.state.store(s & pd_gen_mask, std::memory_order_release);
-  if (!borrowed) ::close(pd.fd);
+  if (!borrowed) sys_close(pd.fd);
 }
 
 }  // namespace
@@ -160,6 +181,15 @@ poll_desc* pd_open(int fd, std::uint32_t* gen) {
   std::uint64_t s = pd->state.load(std::memory_order_relaxed);
   for (;;) {
     if ((s & pd_active) != 0) {
+      // The kernel just handed out `fd`, so a borrowed record of that
+      // number is stale (closed behind the hooks' back): retire it and wait
+      // for its last operation to leave.
+      if ((s & pd_borrowed) != 0) {
+        pd_revoke(fd);
+        weft::yield();
+        s = pd->state.load(std::memory_order_relaxed);
+        continue;
+      }
       pd_fatal(
           "a new descriptor's record is still in use: was a weft::net descriptor closed "
           "with ::close() instead of its close()?",
@@ -177,16 +207,22 @@ poll_desc* pd_open(int fd, std::uint32_t* gen) {
   return pd;
 }
 
-poll_desc* pd_borrow(int fd, std::uint32_t* gen) {
+namespace {
+
+// borrow: pd_borrow, or with `hook` pd_hook: a free record is claimed as a
+// borrowed incarnation (hooked: plus the hooked reference, N8), closed to
+// others until it is reset, so a second borrower cannot register or wait
+// before the reset; an active one gains a reference (a borrowed one
+// becoming hooked gains the hooked reference too).
+poll_desc* borrow(int fd, std::uint32_t* gen, bool hook) {
   poll_desc* pd = record_of(fd);
+  const std::uint64_t claim = hook ? pd_hooked | 2 : 1;
   std::uint64_t s = pd->state.load(std::memory_order_relaxed);
   for (;;) {
     if ((s & pd_active) == 0) {
-      // Claim it closed to others (they wait below) until it is reset: a
-      // second borrower must not register or wait before the reset.
       const std::uint32_t g = next_gen(s);
       if (pd->state.compare_exchange_weak(
-              s, (std::uint64_t{g} << 32) | pd_active | pd_closing_bit | pd_borrowed | 1,
+              s, (std::uint64_t{g} << 32) | pd_active | pd_closing_bit | pd_borrowed | claim,
               std::memory_order_acquire)) {
         reset(*pd);
         pd->state.fetch_and(~pd_closing_bit,
@@ -203,12 +239,36 @@ poll_desc* pd_borrow(int fd, std::uint32_t* gen) {
       s = pd->state.load(std::memory_order_relaxed);
       continue;
     }
-    if ((s & pd_refs_mask) == pd_refs_mask) pd_fatal("too many operations on one descriptor", fd);
-    if (pd->state.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) {
+    if ((s & pd_refs_mask) >= pd_refs_mask - 1)
+      pd_fatal("too many operations on one descriptor", fd);
+    const std::uint64_t want =
+        hook && (s & (pd_borrowed | pd_hooked)) == pd_borrowed ? (s | pd_hooked) + 2 : s + 1;
+    if (pd->state.compare_exchange_weak(s, want, std::memory_order_acquire)) {
       *gen = static_cast<std::uint32_t>(s >> 32);
       return pd;
     }
   }
+}
+
+}  // namespace
+
+poll_desc* pd_borrow(int fd, std::uint32_t* gen) { return borrow(fd, gen, false); }
+
+poll_desc* pd_hook(int fd, std::uint32_t* gen) { return borrow(fd, gen, true); }
+
+bool pd_revoke(int fd) noexcept {
+  poll_desc* pd = pd_lookup(fd);
+  if (pd == nullptr) return false;
+  std::uint64_t s = pd->state.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((s & (pd_active | pd_closing_bit | pd_borrowed)) != (pd_active | pd_borrowed)) return false;
+    // seq_cst: as pd_close, the store half of the Dekker pair with a
+    // waiter's announcement (netpoll.cpp N5).
+    if (pd->state.compare_exchange_weak(s, s | pd_closing_bit, std::memory_order_seq_cst)) break;
+  }
+  netpoll_closing(*pd);
+  if ((s & pd_hooked) != 0) pd_release(*pd);  // N8; the last one out deregisters it
+  return true;
 }
 
 bool pd_acquire(poll_desc& pd, std::uint32_t gen) noexcept {
@@ -229,7 +289,7 @@ void pd_release(poll_desc& pd) noexcept {
   std::uint64_t s = pd.state.load(std::memory_order_relaxed);
   for (;;) {
     const std::uint64_t refs = s & pd_refs_mask;
-    if (refs == 1 && (s & pd_borrowed) != 0 && (s & pd_closing_bit) == 0) {
+    if (refs == 1 && (s & (pd_borrowed | pd_closing_bit | pd_hooked)) == pd_borrowed) {
       // Last borrower: close the record to newcomers, then deregister.
       if (pd.state.compare_exchange_weak(s, s | pd_closing_bit, std::memory_order_acq_rel)) {
         finalize(pd, s | pd_closing_bit);
@@ -268,6 +328,7 @@ void pd_lock(poll_desc& pd, int dir) {
     }
   }
   c.waiters[dir].push(&n);
+  WEFT_DCHECK(word.load(std::memory_order_relaxed) == (lock_held | lock_waiters), "poll_desc N7");
   try {
     park(n.w, c.lk, dir == dir_read ? wait_reason::netpoll_read : wait_reason::netpoll_write, &pd);
   } catch (...) {
@@ -285,12 +346,19 @@ void pd_lock(poll_desc& pd, int dir) {
   // pd_unlock handed the lock to us (the word stayed held).
 }
 
+bool pd_trylock(poll_desc& pd, int dir) noexcept {
+  std::uint16_t v = 0;
+  // acquire: pairs with the release in pd_unlock.
+  return pd.lock[dir].compare_exchange_strong(v, lock_held, std::memory_order_acquire);
+}
+
 void pd_unlock(poll_desc& pd, int dir) noexcept {
   std::atomic<std::uint16_t>& word = pd.lock[dir];
   std::uint16_t v = lock_held;
   if (word.compare_exchange_strong(v, 0, std::memory_order_release)) return;
   poll_cold& c = *pd.cold.load(std::memory_order_acquire);  // waiters imply a cold part
   c.lk.lock();
+  WEFT_DCHECK(word.load(std::memory_order_relaxed) == (lock_held | lock_waiters), "poll_desc N7");
   sync_node* n = c.waiters[dir].pop();
   if (n == nullptr) {
     word.store(0, std::memory_order_release);  // the last waiter left while unwinding
@@ -300,8 +368,7 @@ void pd_unlock(poll_desc& pd, int dir) noexcept {
   // Hand over: stay held; release pairs with the new holder's resumption.
   word.store(c.waiters[dir].empty() ? lock_held : (lock_held | lock_waiters),
              std::memory_order_release);
-  c.lk.unlock();
-  unpark(n->w);
+  unlock_and_unpark(c.lk, n);  // N7
 }
 
 bool pd_close(poll_desc& pd, std::uint32_t gen) noexcept {

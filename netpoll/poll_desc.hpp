@@ -29,7 +29,7 @@ struct poll_cold {
   // The run (epoch) whose timer heap holds dl_timer[d] (or that decided
   // none was needed). Written under the timers lock; read relaxed (N6).
   std::atomic<std::uint32_t> timer_epoch[2] = {};
-  // Deadline timers; guarded by the poller's timers lock.
+  // Deadline timers; guarded by the timers lock (runtime/timers.hpp).
   timer dl_timer[2];
 };
 
@@ -39,7 +39,8 @@ struct poll_cold {
 // so a stale pointer or a stale epoll event always lands on a valid record
 // and is told apart by the generation.
 struct alignas(64) poll_desc {
-  // state: generation (high 32 bits) | active | closing | borrowed | refs.
+  // state: generation (high 32 bits) | active | closing | borrowed | hooked
+  // | refs.
   // Changed by CAS only (N2, N3); seq_cst: close's store of `closing` and a
   // waiter's announcement in `slot` are the two halves of a Dekker pair.
   std::atomic<std::uint64_t> state{0};
@@ -86,6 +87,17 @@ poll_desc* pd_open(int fd, std::uint32_t* gen);
 // (wait_readable on a foreign descriptor), or of one it does (a conn's fd).
 // Released by pd_release; the last borrower deregisters it.
 poll_desc* pd_borrow(int fd, std::uint32_t* gen);
+// pd_hook: a reference for one operation of the libc hooks (weft::hooks) on
+// `fd`, whose record then stays registered until pd_revoke: a free record
+// is claimed borrowed and hooked, a borrowed one becomes hooked, and the
+// hooked bit holds one reference of its own (N8). Released by pd_release.
+// Throws bad_alloc or system_error(EMFILE) for a descriptor past the table.
+poll_desc* pd_hook(int fd, std::uint32_t* gen);
+// pd_revoke: `fd` is being closed or replaced (close, dup2, dup3), or was
+// just created and any record it has is stale: mark a borrowed record
+// closing, wake its waiters and drop the hooked reference. Owned records
+// (a weft::net conn's) are left alone. False when there was nothing to do.
+bool pd_revoke(int fd) noexcept;
 // pd_acquire: take a reference for one operation; false when the record was
 // closed (or is a later incarnation). pd_release: drop it; the last
 // reference out of a closed record closes the descriptor (N3).
@@ -95,6 +107,8 @@ void pd_release(poll_desc& pd) noexcept;
 // while another operation of that direction runs; it may throw (a fiber
 // unwound at shutdown) holding nothing.
 void pd_lock(poll_desc& pd, int dir);
+// pd_trylock: the direction lock if it is free now.
+bool pd_trylock(poll_desc& pd, int dir) noexcept;
 void pd_unlock(poll_desc& pd, int dir) noexcept;
 // pd_close: close the incarnation `gen`: no new operation starts, waiting
 // ones wake with operation_canceled, and the descriptor is closed when the
@@ -111,7 +125,8 @@ poll_cold& pd_cold(poll_desc& pd);
 
 // ---- state word layout ----
 inline constexpr std::uint64_t pd_gen_mask = ~std::uint64_t{0} << 32;
-inline constexpr std::uint64_t pd_refs_mask = (std::uint64_t{1} << 29) - 1;
+inline constexpr std::uint64_t pd_refs_mask = (std::uint64_t{1} << 28) - 1;
+inline constexpr std::uint64_t pd_hooked = std::uint64_t{1} << 28;
 inline constexpr std::uint64_t pd_borrowed = std::uint64_t{1} << 29;
 inline constexpr std::uint64_t pd_closing_bit = std::uint64_t{1} << 30;
 inline constexpr std::uint64_t pd_active = std::uint64_t{1} << 31;

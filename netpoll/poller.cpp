@@ -1,4 +1,5 @@
-// poller.cpp: the poller thread's loop (see poller.hpp).
+// poller.cpp: the netpoller thread (see poller.hpp) and its side of
+// runtime/netpoll_contract.hpp.
 
 #include "netpoll/poller.hpp"
 
@@ -12,106 +13,60 @@
 #include <system_error>
 
 #include "netpoll/netpoll.hpp"
-#include "runtime/scheduler.hpp"
+#include "runtime/sched_ops.hpp"
+#include "runtime/sys.hpp"
+#include "runtime/timers.hpp"
+#include "weft/detail/perturb.hpp"
 
 namespace weft::detail {
+namespace {
 
-std::int64_t now_ns() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
+// The one netpoller; the runtime starts it once per run.
+poller g_poller;
 
-void poller::start() {
-  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+}  // namespace
+
+void poller::start(unsigned nprocs_total, bool worker_poll) {
+  epfd_ = sys_epoll_create(EPOLL_CLOEXEC);
   if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "weft: epoll_create1");
-  evfd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  evfd_ = sys_eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (evfd_ < 0) {
     int e = errno;
-    ::close(epfd_);
+    sys_close(epfd_);
+    epfd_ = -1;
     throw std::system_error(e, std::generic_category(), "weft: eventfd");
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = 0;  // 0 = the eventfd
   ::epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev);
-  netpoll_start(epfd_);
+  netpoll_start(epfd_, nprocs_total, worker_poll);
   stop_.store(false, std::memory_order_relaxed);
+  // The object serves every run: forget the last run's thread and wakeup.
+  tid_.store(0, std::memory_order_relaxed);
+  wake_pending_.store(false, std::memory_order_relaxed);
   thread_ = std::thread([this] { loop(); });
 }
 
-void poller::stop() {
+void poller::stop() noexcept {
   stop_.store(true, std::memory_order_release);
   // Force the write: wake_pending_ may be stale from before.
   const std::uint64_t one = 1;
-  (void)!::write(evfd_, &one, sizeof one);
+  (void)!sys_write(evfd_, &one, sizeof one);
   if (thread_.joinable()) thread_.join();
 }
 
-std::size_t poller::destroy() noexcept {
-  lock_.lock();
-  const std::size_t disposed = heap_.clear();
-  lock_.unlock();
+void poller::destroy() noexcept {
   netpoll_stop();
-  if (evfd_ >= 0) ::close(evfd_);
-  if (epfd_ >= 0) ::close(epfd_);
+  if (evfd_ >= 0) sys_close(evfd_);
+  if (epfd_ >= 0) sys_close(epfd_);
   evfd_ = epfd_ = -1;
-  return disposed;
 }
 
 void poller::wake() noexcept {
   if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
   const std::uint64_t one = 1;
-  (void)!::write(evfd_, &one, sizeof one);
-}
-
-void poller::add_timer_locked(timer* t) {
-  heap_.push(t);
-  earliest_.store(heap_.top()->when, std::memory_order_relaxed);
-  if (t->when < sleep_until_) {
-    sleep_until_ = t->when;
-    wake();
-  }
-}
-
-bool poller::cancel_timer_locked(timer* t) noexcept {
-  if (t->index == timer::npos) return false;
-  heap_.remove(t);
-  earliest_.store(heap_.empty() ? INT64_MAX : heap_.top()->when, std::memory_order_relaxed);
-  return true;
-}
-
-void poller::fire_due(std::int64_t now) noexcept {
-  if (earliest_.load(std::memory_order_relaxed) > now || !lock_.try_lock()) return;
-  fire_due_locked(now);
-  lock_.unlock();
-}
-
-std::size_t poller::timers_pending() noexcept {
-  lock_.lock();
-  const std::size_t n = heap_.size();
-  lock_.unlock();
-  return n;
-}
-
-std::int64_t poller::fire_due_locked(std::int64_t now) noexcept {
-  while (!heap_.empty()) {
-    timer* t = heap_.top();
-    if (t->when > now) {
-      earliest_.store(t->when, std::memory_order_relaxed);
-      return t->when;
-    }
-    heap_.remove(t);
-    if (t->period > 0) {
-      // Re-arm from the scheduled time, skipping ticks already missed.
-      t->when += t->period;
-      if (t->when <= now) t->when = now + t->period - (now - t->when) % t->period;
-      heap_.push(t);
-    }
-    t->fire(t);  // may free t if it was not re-armed (one-shot, runtime-owned)
-  }
-  earliest_.store(INT64_MAX, std::memory_order_relaxed);
-  return INT64_MAX;
+  (void)!sys_write(evfd_, &one, sizeof one);
 }
 
 // wait_all: sleep until a descriptor event, a wake() or `deadline`.
@@ -137,7 +92,7 @@ int poller::rest(std::int64_t now, std::int64_t deadline, epoll_event* events) n
   if (wait > netpoll_rest_tick) wait = netpoll_rest_tick;
   timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
   pollfd p{evfd_, POLLIN, 0};
-  const int r = ::ppoll(&p, 1, &ts, nullptr);
+  const int r = sys_ppoll(&p, 1, &ts);
   netpoll_poller_unrest();
   if (r > 0) drain_eventfd();
   if (netpoll_worker_polls() != polls) return 0;
@@ -146,7 +101,7 @@ int poller::rest(std::int64_t now, std::int64_t deadline, epoll_event* events) n
 
 void poller::drain_eventfd() noexcept {
   std::uint64_t v;
-  (void)!::read(evfd_, &v, sizeof v);
+  (void)!sys_read(evfd_, &v, sizeof v);
   wake_pending_.store(false, std::memory_order_release);
 }
 
@@ -159,14 +114,15 @@ void poller::loop() noexcept {
   set_ready_batch(&batch);
   epoll_event events[max_events];
   while (!stop_.load(std::memory_order_acquire)) {
-    lock_.lock();
     const std::int64_t now = now_ns();
-    const std::int64_t deadline = fire_due_locked(now);
-    sleep_until_ = deadline;
-    lock_.unlock();
+    const std::int64_t deadline = g_timers.fire_for_sleep(now, &batch.n);  // T2, T3
+    perturb(perturb_site::poller_inject);  // timers fired, their fibers not yet injected
+    // Timer wakeups (the batch holds nothing else here) go ahead of the
+    // global queue's backlog, so a sleeper is not late by a queue's length.
     if (batch.n != 0) {
-      inject(batch.fibers, batch.n);
+      inject(batch.fibers, batch.n, true);
       batch.n = 0;
+      g_timers.delivered();  // T3
     }
     const int n =
         netpoll_poller_rest() ? rest(now, deadline, events) : wait_all(now, deadline, events);
@@ -179,10 +135,26 @@ void poller::loop() noexcept {
         events[k++] = events[i];
       }
     }
-    // Woken fibers go into `batch`, injected at the top of the loop.
-    if (k != 0) netpoll_ready_events(events, k);
+    // Woken fibers go to the back of the global queue (the progress
+    // signature covers the moment between their ready and this inject).
+    if (k != 0) {
+      netpoll_ready_events(events, k);
+      perturb(perturb_site::poller_inject);
+      if (batch.n != 0) inject(batch.fibers, batch.n);
+      batch.n = 0;
+    }
   }
   set_ready_batch(nullptr);
 }
+
+// ---- runtime/netpoll_contract.hpp ----
+
+void netpoll_thread_start(unsigned nprocs_total, bool worker_poll) {
+  g_poller.start(nprocs_total, worker_poll);
+}
+void netpoll_thread_stop() noexcept { g_poller.stop(); }
+void netpoll_thread_destroy() noexcept { g_poller.destroy(); }
+long netpoll_thread_tid() noexcept { return g_poller.thread_tid(); }
+void netpoll_wake() noexcept { g_poller.wake(); }
 
 }  // namespace weft::detail

@@ -42,6 +42,12 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 // rss_bytes: VmRSS of this process.
 std::uint64_t rss_bytes();
 
+// minor_faults: this process's minor page faults so far (getrusage
+// RUSAGE_SELF ru_minflt, every thread). A workload that stores
+// extra["minor_faults"] itself reports the faults of its measured part;
+// otherwise main() reports the delta around the whole workload function.
+double minor_faults();
+
 }  // namespace bench
 
 #define WEFT_BENCH_CAT2(a, b) a##b

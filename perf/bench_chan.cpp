@@ -40,6 +40,7 @@ bench::result pingpong(bench::params& p) {
           for (std::uint64_t i = 0; i < p.n; ++i) pong.send(*ping.recv());
           wg.done();
         });
+        const double faults0 = bench::minor_faults();
         const auto t0 = clk::now();
         std::uint64_t sum = 0;
         for (std::uint64_t i = 0; i < p.n; ++i) {
@@ -47,6 +48,7 @@ bench::result pingpong(bench::params& p) {
           sum += *pong.recv();
         }
         r.value = bench::seconds_since(t0) * 1e9 / static_cast<double>(p.n);
+        r.extra["minor_faults"] = bench::minor_faults() - faults0;
         wg.wait();
         if (sum != p.n * (p.n - 1) / 2) {
           std::fprintf(stderr, "pingpong: wrong sum %llu\n", static_cast<unsigned long long>(sum));
@@ -123,19 +125,23 @@ bench::result skynet(bench::params& p) {
   weft::run(
       [&] {
         for (int round = 0; round < 2; ++round) {
+          const double faults0 = bench::minor_faults();
           const auto t0 = clk::now();
           weft::chan<std::uint64_t> rc;
           weft::go(skynet_node, rc, std::uint64_t{0}, leaves);
           const std::uint64_t sum = *rc.recv();
           const double ms = bench::seconds_since(t0) * 1e3;
+          const double faults = bench::minor_faults() - faults0;
           if (sum != leaves * (leaves - 1) / 2) {
             std::fprintf(stderr, "skynet: wrong sum %llu\n", static_cast<unsigned long long>(sum));
             std::exit(1);
           }
           if (round == 0) {
             r.value = ms;
+            r.extra["minor_faults"] = faults;
           } else {
             r.extra["second_round"] = ms;
+            r.extra["second_round_faults"] = faults;
           }
         }
       },

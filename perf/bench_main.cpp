@@ -1,5 +1,7 @@
 // bench_main.cpp: weft-bench's command line (see bench.hpp).
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +32,12 @@ std::uint64_t rss_bytes() {
     if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
   }
   return 0;
+}
+
+double minor_faults() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_minflt);
 }
 
 }  // namespace bench
@@ -70,7 +78,9 @@ int main(int argc, char** argv) {
                                         : std::max(1u, std::thread::hardware_concurrency());
   }
   if (p.n == 0) p.n = w->default_n;
+  const double faults0 = bench::minor_faults();
   bench::result r = w->fn(p);
+  r.extra.try_emplace("minor_faults", bench::minor_faults() - faults0);
   if (json) {
     std::printf(
         "{\"bench\":\"%s\",\"impl\":\"weft\",\"workers\":%u,\"n\":%llu,\"value\":%.3f,\"unit\":\"%"

@@ -26,15 +26,19 @@ bench::result spawn(bench::params& p) {
       [&] {
         for (int round = 0; round < 2; ++round) {
           weft::wait_group wg;
+          const double faults0 = bench::minor_faults();
           const auto t0 = clk::now();
           wg.add(static_cast<int>(p.n));
           for (std::uint64_t i = 0; i < p.n; ++i) weft::go([&wg] { wg.done(); });
           wg.wait();
           const double ns = bench::seconds_since(t0) * 1e9 / static_cast<double>(p.n);
+          const double faults = bench::minor_faults() - faults0;
           if (round == 0) {
             r.value = ns;
+            r.extra["minor_faults"] = faults;
           } else {
             r.extra["second_round"] = ns;
+            r.extra["second_round_faults"] = faults;
           }
         }
       },
@@ -81,6 +85,7 @@ bench::result parked(bench::params& p) {
         bool go = false;
         weft::wait_group parked_wg, done_wg;
         const std::uint64_t before = bench::rss_bytes();
+        const double faults0 = bench::minor_faults();
         parked_wg.add(static_cast<int>(p.n));
         done_wg.add(static_cast<int>(p.n));
         const auto t0 = clk::now();
@@ -99,6 +104,7 @@ bench::result parked(bench::params& p) {
         // all of them but the final waiter, which is parked once we get it.
         { std::lock_guard<weft::mutex> lk(mu); }
         const std::uint64_t after = bench::rss_bytes();
+        r.extra["minor_faults"] = bench::minor_faults() - faults0;
         r.value = static_cast<double>(after - before) / static_cast<double>(p.n);
         r.extra["park_ns"] = bench::seconds_since(t0) * 1e9 / static_cast<double>(p.n);
         const auto t1 = clk::now();

@@ -1,4 +1,5 @@
-// bench_sysmon.cpp: the cost of weft::blocking and the latency of handoff.
+// bench_sysmon.cpp: the cost of weft::blocking, the latency of handoff, and
+// how soon a deadlock is reported.
 
 #include <unistd.h>
 
@@ -73,5 +74,39 @@ bench::result handoff(bench::params& p) {
   return r;
 }
 WEFT_BENCH("handoff", "us", 1, 21, handoff);
+
+// deadlock: n runs whose main fiber waits on a condition variable nobody
+// notifies; latency from that wait to run() throwing weft::deadlock_error
+// (sysmon's confirmation window, its ticks, the dump and the shutdown).
+// Median over n runs, in milliseconds. Go reports its deadlock by exiting
+// the process, so it has no row here.
+bench::result deadlock(bench::params& p) {
+  bench::result r;
+  weft::options o;
+  o.workers = p.workers;
+  std::vector<double> ms;
+  for (std::uint64_t trial = 0; trial < p.n; ++trial) {
+    clk::time_point stuck;
+    try {
+      weft::run(
+          [&] {
+            weft::mutex mu;
+            weft::condition_variable cv;
+            std::unique_lock<weft::mutex> lk(mu);
+            stuck = clk::now();
+            cv.wait(lk);
+          },
+          o);
+    } catch (const weft::deadlock_error&) {
+      ms.push_back(bench::seconds_since(stuck) * 1e3);
+    }
+  }
+  if (ms.empty()) return r;  // never reported: the row shows no value
+  std::sort(ms.begin(), ms.end());
+  r.value = ms[ms.size() / 2];
+  r.extra["max_ms"] = ms.back();
+  return r;
+}
+WEFT_BENCH("deadlock", "ms", 2, 11, deadlock);
 
 }  // namespace

@@ -7,39 +7,15 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <new>
 #include <stdexcept>
 
-#include "runtime/scheduler.hpp"
-
-#if !WEFT_ASAN && !WEFT_TSAN
-#include <tbb/scalable_allocator.h>
-#endif
+#include "runtime/machine.hpp"
+#include "runtime/sched_ops.hpp"
+#include "runtime/timers.hpp"
 
 namespace weft::detail {
 
-// oneTBB's scalable allocator (as for closures, alloc.cpp): per-thread pools,
-// cross-thread frees without a global lock, cheap aligned blocks (glibc's
-// aligned allocation is a slow path). Under the sanitizers operator new, so
-// ASan and LSan see the blocks.
-void* chan_alloc(std::size_t size, std::size_t align) {
-#if !WEFT_ASAN && !WEFT_TSAN
-  void* p = scalable_aligned_malloc(size, align);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-#else
-  return ::operator new (size, std::align_val_t{align});
-#endif
-}
-
-void chan_free(void* p, std::size_t align) noexcept {
-#if !WEFT_ASAN && !WEFT_TSAN
-  (void)align;
-  scalable_aligned_free(p);
-#else
-  ::operator delete (p, std::align_val_t{align});
-#endif
-}
+// chan_alloc and chan_free are alloc.cpp's, beside the closure allocator.
 
 void throw_closed_channel(const char* what) { throw closed_channel(what); }
 
@@ -56,6 +32,23 @@ void park_forever(wait_reason why) {
   std::abort();
 }
 
+void spinlock::lock_slow() noexcept {
+  bool yielded = false;
+  for (unsigned spins = 0;; ++spins) {
+    while (locked_.load(std::memory_order_relaxed)) {
+      if (++spins < 128) {
+        cpu_relax();
+      } else {
+        if (!yielded) runtime_own_work(yielded = true);
+        ::sched_yield();
+        spins = 0;
+      }
+    }
+    if (!locked_.exchange(true, std::memory_order_acquire)) break;
+  }
+  if (yielded) runtime_own_work(false);
+}
+
 void lock_contended(spinlock& lk) noexcept {
   // About 40 ns (a pause is ~9 ns here), doubling to about 40 us: a holder
   // that is merely busy is waited for briefly (hand-offs between two cores
@@ -63,13 +56,39 @@ void lock_contended(spinlock& lk) noexcept {
   // A holder preempted by the OS is covered by yielding once the backoff is
   // long.
   unsigned backoff = 4;
+  bool yielded = false;
   for (;;) {
     for (unsigned i = 0; i < backoff; ++i) cpu_relax();
-    if (lk.try_lock()) return;
+    if (lk.try_lock()) break;
     if (backoff < 4096) {
       backoff *= 2;
     } else {
+      if (!yielded) runtime_own_work(yielded = true);
       ::sched_yield();
+    }
+  }
+  if (yielded) runtime_own_work(false);
+}
+
+void chan_base::release_held(std::size_t r) noexcept {
+  for (;;) {
+    if (r == timer_hold + 1) {
+      // The last handle, and the timer still holds the channel: destroy
+      // takes the timer back with our reference still counted. acquire:
+      // pairs with the other handles' releasing decrements.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      destroy(this);
+      return;
+    }
+    if (r < timer_hold) {  // the timer let go meanwhile
+      if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(this);
+      return;
+    }
+    // acq_rel: as release()'s decrement. A CAS, not a decrement: two last
+    // handles going at once must not both miss the timer_hold + 1 step.
+    if (refs.compare_exchange_weak(r, r - 1, std::memory_order_acq_rel,
+                                   std::memory_order_relaxed)) {
+      return;
     }
   }
 }
@@ -79,7 +98,7 @@ bool on_runtime_thread() noexcept { return current_m() != nullptr; }
 std::uint64_t chan_rand() noexcept {
   // xorshift64*, one state per thread; read and written only here, and no
   // switch happens inside, so a migrating fiber cannot carry a stale
-  // thread-local address across (DESIGN.md section 7).
+  // thread-local address across (README.md, "Fibers and threads").
   static thread_local std::uint64_t state = 0;
   std::uint64_t x = state;
   if (x == 0) {

@@ -1,18 +1,22 @@
 // deadlock.cpp: "all fibers are asleep - deadlock!"
 //
 // Purpose
-//   run() throws deadlock_error when no fiber can ever run again (API.md
-//   "Diagnostics"), and never raises a false alarm.
+//   run() throws deadlock_error when no fiber can ever run again (the rule
+//   in weft/debug.hpp and docs/REFERENCE.md), and never raises a false alarm.
 //
 // Design
 //   The rule: no fiber running or runnable, none inside weft::blocking, no
-//   timer pending, no fiber parked on the netpoller, no foreign
+//   timer pending (an after() counts until it fires or the last handle to
+//   its channel goes: then nobody can receive from it, and its timer is
+//   gone or idle, timer_chan.cpp), no fiber parked on the netpoller, no foreign
 //   thread that could still act, and at least one fiber parked.
 //   sysmon evaluates it when every processor is idle (it then ticks every
 //   20 ms instead of sleeping until poked), in two steps:
 //   1. the cheap conditions, read lock-free as hints: every active processor
 //      idle, no machine running a fiber or spinning, the global queue empty,
-//      no timer in the heap, no fiber waiting for I/O, some fiber alive;
+//      no live timer in the heap nor a fired one whose fiber the poller has
+//      yet to queue (timers.hpp T3), no fiber waiting for I/O, some fiber
+//      alive;
 //   2. a progress signature (switch counts, global-queue traffic, readies
 //      and spawns from outside any processor, fibers started and finished)
 //      must stay identical, with step 1 true throughout, for 20 ms, and no
@@ -22,10 +26,14 @@
 //   Foreign parties: a thread the runtime did not create, other than run()'s
 //   caller, counts while it is alive if it did not exist when the runtime
 //   finished starting its threads (a snapshot of /proc/self/task), or if it
-//   called into weft during this run (note_foreign_call, from go(), thread
-//   waiters and readies). Pre-existing threads that never call in (a
-//   sanitizer's or a library's background thread) are ignored, as API.md
-//   says. /proc/self/task is read only in step 2.
+//   called into weft during this run: every entry point calls
+//   note_foreign_call on a plain thread (weft/detail/park.hpp, "Entry
+//   checks"), whether or not the call blocks or wakes anyone. Pre-existing
+//   threads that never call in (a sanitizer's or a library's background
+//   thread) are ignored, as the API promises. Registration holds a
+//   runtime_pin (runtime.cpp L1) and is per run: a repeated call costs a
+//   comparison of a thread-local epoch. /proc/self/task is read only in
+//   step 2.
 //   Rejected: tracking thread creation by interposing pthread_create (fragile
 //   with sanitizers and static linking; /proc answers the same question).
 //
@@ -36,10 +44,14 @@
 //   waiting for a lock whose holder has finished. Every weft::mutex knows its
 //   holder, and a lock is released only by its holder, which is itself
 //   parked on a lock: nothing else can ever release them. Each fiber in the
-//   chain must have waited at least a second (so no race with a hand-over in
-//   flight). Channels, condition variables and wait groups are not judged:
-//   C++ cannot tell which parties still hold a channel handle or will call
-//   notify or done, so any verdict there could be a false alarm.
+//   chain must have waited at least a second, and a verdict stands only if
+//   the next tick (a second later) finds the same fibers in the same waits
+//   (same wait_since): a hand-over in flight is never seen twice. (The
+//   holder field is a hint written before the unpark: unlock_slow names
+//   the fiber it hands the lock to while that fiber is still parked, which
+//   once read as a fiber waiting for itself.) Channels, condition variables and wait groups are not
+//   judged: C++ cannot tell which parties still hold a channel handle or will call notify or done,
+//   so any verdict there could be a false alarm.
 //
 // Invariants
 //   D1  dl_signature/dl_since are sysmon's alone.
@@ -56,11 +68,12 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
-#include "netpoll/netpoll.hpp"
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
+#include "runtime/netpoll_contract.hpp"
 #include "runtime/scheduler.hpp"
 #include "weft/sync.hpp"
 
@@ -69,9 +82,18 @@ namespace {
 
 constexpr std::int64_t confirm_ns = 20 * 1000 * 1000;
 
-// Which run this thread last registered itself for (0 = none).
+// Which run this thread last registered itself for (0 = none), or, on a
+// runtime thread, the run it serves.
 thread_local std::uint64_t t_party_epoch = 0;
 std::atomic<std::uint64_t> g_epoch{0};
+// The epoch of the run that accepts plain threads, 0 while none does.
+// Written by run()'s thread (parties_begin/parties_end); read relaxed by
+// note_foreign_call as a hint only: a thread that sees a stale epoch and
+// skips registering made its call, in the coherence order, before the run
+// opened registrations (any causal chain from the run to the call, such as
+// a value the run sent, makes it read the new epoch). Everything else it
+// reads under a runtime_pin.
+std::atomic<std::uint64_t> g_run_epoch{0};
 
 std::vector<long> list_tids() {
   std::vector<long> out;
@@ -93,8 +115,8 @@ bool cheap_conditions(scheduler& s) {
   if (s.nm_running.load(std::memory_order_acquire) != 0) return false;
   if (s.nmspinning.load(std::memory_order_acquire) != 0) return false;
   if (s.gq.size_hint() != 0) return false;
-  if (netpoll_parked() != 0) return false;  // I/O may still wake it (Go: netpollAnyWaiters)
-  if (s.poll.timers_pending() != 0) return false;
+  if (netpoll_parked() != 0) return false;        // I/O may still wake it (Go: netpollAnyWaiters)
+  if (g_timers.live(1, true) != 0) return false;  // an abandoned after() is none (timer_chan.cpp)
   std::uint64_t started = s.shared_started.load(std::memory_order_relaxed), finished = 0;
   for (unsigned i = 0; i < s.np_total; ++i) {
     started += s.ps[i].started.get();
@@ -121,7 +143,8 @@ bool foreign_party_alive(scheduler& s) {
     std::lock_guard<std::mutex> lk(s.mu);
     for (const machine* m : s.machines) runtime_tids.push_back(m->tid);
   }
-  runtime_tids.push_back(s.poll.thread_tid());
+  blocking_pool_tids(runtime_tids);
+  runtime_tids.push_back(netpoll_thread_tid());
   runtime_tids.push_back(s.sysmon.tid.load(std::memory_order_relaxed));
   std::vector<long> parties;
   {
@@ -144,12 +167,21 @@ void parties_begin(scheduler& s) {
   s.run_epoch = g_epoch.fetch_add(1, std::memory_order_relaxed) + 1;
   s.baseline_tids = list_tids();
   s.party_tids.clear();
+  g_run_epoch.store(s.run_epoch, std::memory_order_relaxed);
 }
 
+void parties_end() noexcept { g_run_epoch.store(0, std::memory_order_relaxed); }
+
 void note_foreign_call() noexcept {
+  const std::uint64_t e = g_run_epoch.load(std::memory_order_relaxed);
+  if (e == 0 || t_party_epoch == e) return;  // no run, or registered already
+  if (current_m() != nullptr) {
+    t_party_epoch = e;  // a runtime worker is not a foreign party
+    return;
+  }
+  runtime_pin pin;  // L1: s, its epoch and party_mu outlive this call
+  if (!pin) return;
   scheduler* s = g_sched;
-  if (s == nullptr || t_party_epoch == s->run_epoch) return;
-  if (current_m() != nullptr) return;  // a runtime worker is not a foreign party
   t_party_epoch = s->run_epoch;
   try {
     std::lock_guard<std::mutex> lk(s->party_mu);
@@ -194,16 +226,21 @@ struct waiting_fiber {
 };
 
 std::vector<std::uint64_t> g_reported;  // fiber ids already reported; sysmon only
+// The previous tick's stuck fibers and when each began its wait; sysmon only.
+std::vector<std::pair<std::uint64_t, std::int64_t>> g_suspects;
 
 }  // namespace
 
 void partial_deadlock_tick(scheduler& s, std::int64_t) {
-  if (g_mutex_waiters.load(std::memory_order_relaxed) == 0) return;
+  if (g_mutex_waiters.load(std::memory_order_relaxed) == 0) {
+    g_suspects.clear();
+    return;
+  }
   const std::int64_t now_coarse = coarse_now_ns();
   constexpr std::int64_t min_wait = 1000000000;
   std::unordered_map<std::uint64_t, waiting_fiber> waiting;
   std::unordered_map<std::uint64_t, const fiber*> alive;
-  s.fibers.for_each_record([&](fiber* f) {
+  s.fibers.for_each_resident_record([&](fiber* f) {
     const fiber_state st = f->state.load(std::memory_order_acquire);
     if (st == fiber_state::free || st == fiber_state::dead) return;
     alive.emplace(f->get_id(), f);
@@ -222,7 +259,8 @@ void partial_deadlock_tick(scheduler& s, std::int64_t) {
     std::uint64_t cur = id;
     for (;;) {
       const std::uint64_t owner = waiting.at(cur).owner;
-      if (owner == 0) break;  // held by a plain thread (or just released): unknown
+      if (owner == 0) break;    // held by a plain thread (or just released): unknown
+      if (owner == cur) break;  // handed to cur, which is about to be readied
       if (std::find(path.begin(), path.end(), owner) != path.end()) {
         if (owner == id) stuck.insert(stuck.end(), path.begin(), path.end());  // a cycle through id
         break;
@@ -242,6 +280,20 @@ void partial_deadlock_tick(scheduler& s, std::int64_t) {
   }
   std::sort(stuck.begin(), stuck.end());
   stuck.erase(std::unique(stuck.begin(), stuck.end()), stuck.end());
+  // Confirmed: stuck in the same wait at the previous tick too.
+  std::vector<std::pair<std::uint64_t, std::int64_t>> suspects;
+  for (std::uint64_t id : stuck) {
+    suspects.emplace_back(id, waiting.count(id) != 0
+                                  ? waiting.at(id).f->wait_since.load(std::memory_order_relaxed)
+                                  : 0);
+  }
+  std::vector<std::uint64_t> confirmed;
+  for (const auto& sp : suspects) {
+    if (std::find(g_suspects.begin(), g_suspects.end(), sp) != g_suspects.end())
+      confirmed.push_back(sp.first);
+  }
+  g_suspects = std::move(suspects);
+  if (confirmed.size() != stuck.size()) return;  // part of it may be a hand-over in flight
   std::vector<std::uint64_t> fresh;
   for (std::uint64_t id : stuck) {
     if (std::find(g_reported.begin(), g_reported.end(), id) == g_reported.end())
@@ -258,6 +310,9 @@ void partial_deadlock_tick(scheduler& s, std::int64_t) {
   std::fputs(out.str().c_str(), stderr);
 }
 
-void partial_deadlock_reset() { g_reported.clear(); }
+void partial_deadlock_reset() {
+  g_reported.clear();
+  g_suspects.clear();
+}
 
 }  // namespace weft::detail

@@ -2,10 +2,13 @@
 //
 // Design
 //   Fiber records are type-stable (fiber_pool.hpp), so a dump walks every
-//   record while the program runs and prints the live ones. What it reads is
-//   racy by nature (a fiber may wake while it is printed): the fields it
-//   reads are relaxed atomics, and a dump is a snapshot "at about this time",
-//   as Go's goroutine dumps are.
+//   record while the program runs and prints the live ones. A fiber may
+//   wake while it is printed, so a line shows its state "at about this
+//   time", as Go's goroutine dumps do; but a record may also be recycled
+//   for another fiber meanwhile, and a line must never mix two fibers. So
+//   take_snapshot reads a record's fields (all relaxed atomics) under its
+//   seqlock (fiber.hpp F5) and retries, or skips the record, when it
+//   changed hands during the read.
 //   The SIGQUIT handler only sets a flag and pokes sysmon, which writes the
 //   dump from its own thread (nothing here is async-signal-safe).
 
@@ -51,8 +54,6 @@ const char* reason_name(wait_reason r) {
       return "netpoll read";
     case wait_reason::netpoll_write:
       return "netpoll write";
-    case wait_reason::netpoll_accept:
-      return "netpoll accept";
     case wait_reason::blocking_call:
       return "blocking";
     case wait_reason::none:
@@ -79,23 +80,62 @@ std::string human(std::int64_t ns) {
   return buf;
 }
 
+// snapshot: what a dump line shows of one fiber, read consistently.
+struct snapshot {
+  std::uint64_t id;
+  const char* file;
+  std::uint32_t line;
+  bool is_main;
+  fiber_state state;
+  wait_reason reason;
+  const void* obj;
+  std::int64_t note;
+  std::int64_t since;
+};
+
+// take_snapshot: read f as one fiber (fiber.hpp F5). False when the record is not a
+// live fiber (free or dead), or kept changing hands while we read it.
+bool take_snapshot(const fiber& f, snapshot& out) {
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    // acquire: pairs with the release store in publish_identity, so the
+    // identity fields read below are at least that incarnation's.
+    const std::uint32_t before = f.seq.load(std::memory_order_acquire);
+    if (before % 2 != 0) continue;  // being handed out: not a fiber yet
+    out.state = f.state.load(std::memory_order_relaxed);
+    out.id = f.get_id();
+    out.file = f.get_file();
+    out.line = f.get_line();
+    out.is_main = f.main_fiber();
+    out.reason = f.reason.load(std::memory_order_relaxed);
+    out.obj = f.wait_obj.load(std::memory_order_relaxed);
+    out.note = f.wait_note.load(std::memory_order_relaxed);
+    out.since = f.wait_since.load(std::memory_order_relaxed);
+    // acquire: pairs with the release fence in begin_incarnation: if any
+    // load above saw a later incarnation's value, `seq` has moved on.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (f.seq.load(std::memory_order_relaxed) == before) {
+      return out.state != fiber_state::free && out.state != fiber_state::dead;
+    }
+  }
+  return false;
+}
+
 // describe: the bracketed state of one fiber, e.g. "chan recv 0x55d0, 2.31 s".
-std::string describe(const fiber& f, fiber_state st, std::int64_t now, std::int64_t now_coarse) {
-  switch (st) {
+std::string describe(const snapshot& f, std::int64_t now, std::int64_t now_coarse) {
+  switch (f.state) {
     case fiber_state::runnable:
       return "runnable";
     case fiber_state::running:
-      return f.reason.load(std::memory_order_relaxed) == wait_reason::blocking_call ? "blocking"
-                                                                                    : "running";
+      return f.reason == wait_reason::blocking_call ? "blocking" : "running";
     case fiber_state::parked:
       break;
     default:
       return "dead";
   }
-  const wait_reason r = f.reason.load(std::memory_order_relaxed);
-  const void* obj = f.wait_obj.load(std::memory_order_relaxed);
-  const std::int64_t note = f.wait_note.load(std::memory_order_relaxed);
-  const std::int64_t waited = now_coarse - f.wait_since.load(std::memory_order_relaxed);
+  const wait_reason r = f.reason;
+  const void* obj = f.obj;
+  const std::int64_t note = f.note;
+  const std::int64_t waited = now_coarse - f.since;
   char buf[96];
   switch (r) {
     case wait_reason::sleep:
@@ -103,7 +143,6 @@ std::string describe(const fiber& f, fiber_state st, std::int64_t now, std::int6
       return buf;
     case wait_reason::netpoll_read:
     case wait_reason::netpoll_write:
-    case wait_reason::netpoll_accept:
       std::snprintf(buf, sizeof buf, "%s fd %lld", reason_name(r), static_cast<long long>(note));
       break;
     case wait_reason::select:
@@ -143,25 +182,28 @@ void on_sigquit(int) {
   }
 }
 
+std::string describe_line(const snapshot& f, std::int64_t now, std::int64_t now_coarse) {
+  std::string text = "fiber " + std::to_string(f.id) + " [" + describe(f, now, now_coarse) +
+                     "]: started at " + f.file + ":" + std::to_string(f.line);
+  if (f.is_main) text += " (main)";
+  return text;
+}
+
 }  // namespace
 
 std::string describe_fiber(const fiber& f, std::int64_t now, std::int64_t now_coarse) {
-  const fiber_state st = f.state.load(std::memory_order_acquire);
-  std::string text = "fiber " + std::to_string(f.get_id()) + " [" +
-                     describe(f, st, now, now_coarse) + "]: started at " + f.get_file() + ":" +
-                     std::to_string(f.get_line());
-  if (f.is_main) text += " (main)";
-  return text;
+  snapshot snap;
+  if (!take_snapshot(f, snap)) return "fiber " + std::to_string(f.get_id()) + " [gone]";
+  return describe_line(snap, now, now_coarse);
 }
 
 std::size_t write_dump(scheduler& s, std::ostream& out, std::size_t limit) {
   const std::int64_t now = now_ns();
   const std::int64_t now_coarse = coarse_now_ns();
   std::vector<row> rows;
-  s.fibers.for_each_record([&](fiber* f) {
-    const fiber_state st = f->state.load(std::memory_order_acquire);
-    if (st == fiber_state::free || st == fiber_state::dead) return;
-    rows.push_back(row{f->get_id(), describe_fiber(*f, now, now_coarse)});
+  s.fibers.for_each_resident_record([&](fiber* f) {
+    snapshot snap;
+    if (take_snapshot(*f, snap)) rows.push_back(row{snap.id, describe_line(snap, now, now_coarse)});
   });
   std::sort(rows.begin(), rows.end(), [](const row& a, const row& b) { return a.id < b.id; });
   out << "weft: " << rows.size() << " fibers, " << s.nprocs << " workers, "
@@ -209,8 +251,6 @@ std::string schedtrace_line(scheduler& s, std::int64_t since_start_ns) {
 }
 
 void sigquit_install() {
-  const char* v = std::getenv("WEFT_SIGQUIT");
-  if (v == nullptr || std::strcmp(v, "dump") != 0) return;
   struct sigaction sa {};
   sa.sa_handler = &on_sigquit;
   sa.sa_flags = SA_RESTART;
@@ -225,6 +265,16 @@ void sigquit_remove() {
 }
 
 bool sigquit_take() { return g_sigquit_pending.exchange(false, std::memory_order_relaxed); }
+
+std::uint64_t fibers_parked_now() noexcept {
+  runtime_pin pin;  // L1
+  if (!pin) return 0;
+  std::uint64_t n = 0;
+  g_sched->fibers.for_each_record([&](fiber* f) {
+    if (f->state.load(std::memory_order_relaxed) == fiber_state::parked) ++n;
+  });
+  return n;
+}
 
 }  // namespace detail
 

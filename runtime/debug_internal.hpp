@@ -12,8 +12,11 @@ namespace weft::detail {
 
 struct scheduler;
 
-// runtime_pin: while it lives and is true, g_sched stays valid (it holds a
-// foreign_inflight slot; runtime.cpp L1).
+// runtime_pin: while it lives and is true, g_sched stays valid and run()
+// cannot begin its teardown (runtime.cpp L1). On a runtime thread it is
+// always true and costs nothing; elsewhere it holds a foreign_inflight slot
+// (two locked instructions). False: no runtime accepts plain threads (none
+// exists, or run() is shutting down).
 class runtime_pin {
  public:
   runtime_pin() noexcept;
@@ -24,6 +27,7 @@ class runtime_pin {
 
  private:
   bool ok_ = false;
+  bool counted_ = false;
 };
 
 // write_dump: the fiber dump, at most `limit` fibers listed. Returns the
@@ -31,18 +35,33 @@ class runtime_pin {
 std::size_t write_dump(scheduler& s, std::ostream& out, std::size_t limit);
 std::string schedtrace_line(scheduler& s, std::int64_t since_start_ns);
 
-// SIGQUIT dumps (WEFT_SIGQUIT=dump): install/remove around a run; sysmon
-// takes the pending request and prints.
+// SIGQUIT dumps (WEFT_SIGQUIT=dump): run() installs the handler when the
+// variable asks for it and removes it at the end; sysmon takes the pending
+// request and prints.
 void sigquit_install();
 void sigquit_remove();
 bool sigquit_take();
 
 // Foreign threads (deadlock.cpp). parties_begin: after the runtime started
-// its own threads, remember which threads exist. note_foreign_call: the
-// calling thread (not a runtime thread) is calling into weft; it is a
-// possible party from now on.
+// its own threads, remember which threads exist and open this run's party
+// registrations; parties_end: close them (run() stopped accepting plain
+// threads). note_foreign_call: the calling thread (if it is not a runtime
+// thread) is calling into weft; it is a possible party from now on.
+// Repeated calls in one run cost a thread-local comparison; it pins the
+// runtime itself (L1).
 void parties_begin(scheduler& s);
+void parties_end() noexcept;
 void note_foreign_call() noexcept;
+// tls_plain_thread (switch.cpp): 1 on a thread that runs no machine. Read
+// directly only in a function that cannot switch before it uses the value
+// (a thread-local's address must not be kept across a switch); inline code
+// reads it through weft/detail/park.hpp. note_plain_call: the entry check
+// of an out-of-line operation (one thread-local load on a machine).
+extern constinit thread_local std::uint32_t tls_plain_thread asm("weft_tls_plain_thread")
+    __attribute__((tls_model("initial-exec")));
+inline void note_plain_call() noexcept {
+  if (tls_plain_thread != 0) note_foreign_call();
+}
 
 // deadlock_tick: sysmon's check, when every processor is idle.
 // impossible: something can still wake a fiber by itself (a timer, a

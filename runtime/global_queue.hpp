@@ -33,6 +33,17 @@ class global_queue {
     size_.store(count_, std::memory_order_relaxed);
   }
 
+  // push_front_many: queue ahead of everything queued, in order (fibers
+  // woken by their timers, which should not wait behind a backlog).
+  void push_front_many(fiber* const* fs, std::size_t n) noexcept {
+    std::lock_guard<std::mutex> lk(mu_);
+    reserve_locked(count_ + n);
+    head_ = (head_ - n) & mask_;
+    for (std::size_t i = 0; i < n; ++i) buf_[(head_ + i) & mask_] = fs[i];
+    count_ += n;
+    size_.store(count_, std::memory_order_relaxed);
+  }
+
   // pop_many: move up to max fibers into out[]; returns the count.
   std::size_t pop_many(fiber** out, std::size_t max) noexcept {
     std::lock_guard<std::mutex> lk(mu_);

@@ -9,7 +9,7 @@
 //
 // Thread-locals and migration: a fiber can resume on another thread, and
 // compilers keep the address of a thread_local in a register across calls
-// (DESIGN.md section 7), so the runtime reads its per-thread state only
+// (README.md, "Fibers and threads"), so the runtime reads its per-thread state only
 // through current_m(), which is opaque to the optimiser. Never cache its
 // result across anything that can switch.
 
@@ -29,19 +29,27 @@ struct machine {
   thread_slots ts;               // this thread's exception globals and errno (context.hpp)
   processor* p = nullptr;        // held processor; written by this thread, or by
                                  // the waker before unpark (through nextp)
-  processor* nextp = nullptr;    // handed over by startm under sched::mu_, read after wake
+  processor* nextp = nullptr;    // handed over by startm under scheduler::mu, read after wake
   fiber* curg = nullptr;         // the running fiber; null on g0. This thread only.
-  bool spinning = false;         // counted in sched::nmspinning. This thread only.
+  bool spinning = false;         // counted in scheduler::nmspinning. This thread only.
   bool in_blocking = false;      // inside weft::blocking(). This thread only.
-  bool exiting = false;          // set by the waker under sched::mu_ at shutdown
-  machine* idle_link = nullptr;  // guarded by sched::mu_
+  machine* idle_link = nullptr;  // guarded by scheduler::mu
   std::uint32_t id = 0;
   long tid = 0;           // OS thread id, set by the thread itself at start
   std::uint64_t rng = 0;  // xorshift state, this thread only
-  // Futex word: 0 = asleep or about to sleep, 1 = woken. The waker stores 1
-  // (release) after setting nextp/exiting; the sleeper loads with acquire.
+  // Futex word: 0 = asleep or about to sleep; wake_woken = handed work by
+  // startm (after it set nextp), consumed by the sleeper; wake_exit = told
+  // to exit at shutdown, never consumed (S1, scheduler.cpp). Wakers set
+  // their bit by fetch_or (release); the sleeper clears wake_woken by
+  // fetch_and (acquire), so it synchronises with every waker so far.
+  static constexpr std::uint32_t wake_woken = 1;
+  static constexpr std::uint32_t wake_exit = 2;
   std::atomic<std::uint32_t> wake{0};
   std::thread thread;
+
+  // exiting: shutdown told this machine to exit (acquire: pairs with
+  // wake_all_for_exit's fetch_or).
+  bool exiting() const noexcept { return (wake.load(std::memory_order_acquire) & wake_exit) != 0; }
 
   std::uint32_t rand() noexcept {
     rng ^= rng << 13;

@@ -23,6 +23,7 @@
 #include <mutex>
 
 #include "runtime/scheduler.hpp"
+#include "runtime/sys.hpp"
 
 namespace weft::detail {
 namespace {
@@ -109,7 +110,7 @@ void report_overflow(const fiber* f) noexcept {
   b.put(") overflowed its ");
   b.put(g_sched != nullptr ? g_sched->stacks.usable() / 1024 : 0);
   b.put(" KiB stack\n");
-  (void)!::write(2, b.data, b.len);
+  (void)!sys_write(2, b.data, b.len);
   std::abort();
 }
 

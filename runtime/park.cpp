@@ -4,7 +4,10 @@
 
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
-#include "runtime/scheduler.hpp"
+#include "runtime/machine.hpp"
+#include "runtime/processor.hpp"
+#include "runtime/sched_ops.hpp"
+#include "weft/detail/perturb.hpp"
 
 namespace weft::detail {
 
@@ -29,8 +32,13 @@ void park(waiter& w, void (*release)(void*), void* arg, wait_reason why, const v
 std::atomic<std::uint32_t> g_preempt_requests{0};
 
 void preempt_slow() noexcept {
+  if (perturb_on()) perturb_yield_point();
   machine* m = current_m();
-  if (m == nullptr || m->curg == nullptr || m->in_blocking || m->p == nullptr) return;
+  if (m == nullptr) {
+    note_foreign_call();  // a plain thread's entry check (weft/detail/park.hpp)
+    return;
+  }
+  if (m->curg == nullptr || m->in_blocking || m->p == nullptr) return;
   processor* p = m->p;
   if (!p->preempt.load(std::memory_order_relaxed)) return;
   // exchange: sysmon may flag it again concurrently; one clear per flag.
@@ -45,10 +53,18 @@ void preempt_slow() noexcept {
 
 void unpark(waiter& w) noexcept {
   if (fiber* f = w.fiber_) {
+    WEFT_DCHECK(w.lock_ == nullptr || w.lock_->is_locked() || current_m() != nullptr,
+                "C5: a plain thread wakes a fiber before it releases the lock the fiber parked "
+                "under");
     ready(f);
     return;
   }
+#if WEFT_DEBUG_CHECKS
+  WEFT_CHECK(w.woken_.exchange(1, std::memory_order_release) == 0,
+             "park.hpp: a thread waiter is unparked once per park");
+#else
   w.woken_.store(1, std::memory_order_release);
+#endif
   // The waiter may already be gone once it sees 1; waking a futex on its
   // (still mapped) stack address is harmless.
   futex_wake(w.woken_);

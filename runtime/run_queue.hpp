@@ -37,11 +37,15 @@
 //   Outside sections, head_/tail_/next_ may be read by anyone as a hint
 //   (relaxed), e.g. by idle workers re-checking for work (scheduler.cpp K3).
 
+#include <sched.h>
+
 #include <atomic>
 #include <cstdint>
 
 #include "runtime/asym_fence.hpp"
 #include "runtime/fiber.hpp"
+#include "weft/detail/check.hpp"
+#include "weft/detail/perturb.hpp"
 #include "weft/detail/spinlock.hpp"
 
 namespace weft::detail {
@@ -58,8 +62,10 @@ class run_queue {
   // push: false when the ring is full (see take_half).
   bool push(fiber* f) noexcept {
     owner_section s(*this);
+    check_queued(f);
     const std::uint32_t h = head_.load(std::memory_order_relaxed);
     const std::uint32_t t = tail_.load(std::memory_order_relaxed);
+    WEFT_DCHECK(t - h <= N, "run_queue R4");
     if (t - h >= N) return false;
     slots_[t % N].store(f, std::memory_order_relaxed);
     tail_.store(t + 1, std::memory_order_relaxed);
@@ -72,7 +78,10 @@ class run_queue {
     const std::uint32_t h = head_.load(std::memory_order_relaxed);
     std::uint32_t t = tail_.load(std::memory_order_relaxed);
     std::uint32_t k = 0;
-    for (; k < n && t - h < N; ++k, ++t) slots_[t % N].store(out[k], std::memory_order_relaxed);
+    for (; k < n && t - h < N; ++k, ++t) {
+      check_queued(out[k]);
+      slots_[t % N].store(out[k], std::memory_order_relaxed);
+    }
     tail_.store(t, std::memory_order_relaxed);
     return k;
   }
@@ -82,7 +91,9 @@ class run_queue {
     const std::uint32_t h = head_.load(std::memory_order_relaxed);
     const std::uint32_t t = tail_.load(std::memory_order_relaxed);
     if (t == h) return nullptr;
+    WEFT_DCHECK(t - h <= N, "run_queue R4");
     fiber* f = slots_[h % N].load(std::memory_order_relaxed);
+    check_queued(f);
     head_.store(h + 1, std::memory_order_relaxed);
     // The next record is probably cold (queued long ago): start loading it.
     if (t - h > 1) __builtin_prefetch(slots_[(h + 1) % N].load(std::memory_order_relaxed));
@@ -104,6 +115,7 @@ class run_queue {
   // set_next: returns the fiber it displaced (or null); the caller queues it.
   fiber* set_next(fiber* f) noexcept {
     owner_section s(*this);
+    check_queued(f);
     fiber* old = next_.load(std::memory_order_relaxed);
     next_.store(f, std::memory_order_relaxed);
     return old;
@@ -139,8 +151,10 @@ class run_queue {
   std::uint32_t steal(fiber** out, bool take_next) noexcept {
     if (looks_empty() && !take_next) return 0;
     if (!thief_enter()) return 0;
+    perturb(perturb_site::steal);  // the owner waits for us meanwhile (R3)
     const std::uint32_t h = head_.load(std::memory_order_relaxed);
     std::uint32_t n = tail_.load(std::memory_order_relaxed) - h;
+    WEFT_DCHECK(n <= N, "run_queue R4 (seen by a thief)");
     n -= n / 2;
     if (n != 0) {
       for (std::uint32_t i = 0; i < n; ++i)
@@ -179,6 +193,8 @@ class run_queue {
   struct owner_section {
     run_queue& q;
     [[gnu::always_inline]] explicit owner_section(run_queue& rq) noexcept : q(rq) {
+      WEFT_DCHECK(q.in_op_.load(std::memory_order_relaxed) == 0,
+                  "run_queue R1: owner sections nest (two owners?)");
       q.in_op_.store(1, std::memory_order_relaxed);
       asym_light();
       if (q.thief_.load(std::memory_order_acquire) != 0) q.owner_wait();  // pairs with thief_exit
@@ -220,7 +236,17 @@ class run_queue {
     }
     return true;
   }
-  void thief_exit() noexcept { thief_.store(0, std::memory_order_release); }
+  void thief_exit() noexcept {
+    WEFT_DCHECK(thief_.load(std::memory_order_relaxed) == 1, "run_queue R2");
+    thief_.store(0, std::memory_order_release);
+  }
+
+  // check_queued: fiber.hpp F1: only runnable fibers are queued (a fiber
+  // readied twice, or queued while it runs, is caught here).
+  static void check_queued(const fiber* f) noexcept {
+    WEFT_DCHECK(f != nullptr && f->state.load(std::memory_order_relaxed) == fiber_state::runnable,
+                "fiber.hpp F1: a queued fiber is runnable");
+  }
 
   alignas(64) std::atomic<std::uint32_t> in_op_{0};  // owner: 1 inside an owner section
   std::atomic<std::uint32_t> head_{0};

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "runtime/asym_fence.hpp"
+#include "runtime/sanitizers.hpp"
 #include "runtime/scheduler.hpp"
 
 namespace weft::detail {
@@ -21,8 +22,6 @@ namespace weft::detail {
 // takes one from its ring (pick_local), so a ping-pong pair cannot starve
 // the rest of the queue.
 inline constexpr std::uint32_t max_next_streak = 128;
-
-inline scheduler& S() noexcept { return *g_sched; }
 
 // ---- cold, out of line ----
 
@@ -39,8 +38,8 @@ void bind_stack(processor* p, fiber* f);
 // wakep: K1. The caller has published work.
 inline void wakep() noexcept {
   asym_light();
-  if (S().npidle.load(std::memory_order_relaxed) == 0) return;
-  if (S().nmspinning.load(std::memory_order_relaxed) != 0) return;
+  if (g_sched->npidle.load(std::memory_order_relaxed) == 0) return;
+  if (g_sched->nmspinning.load(std::memory_order_relaxed) != 0) return;
   wakep_slow();
 }
 
@@ -50,7 +49,7 @@ inline fiber* pick_local(processor* p) noexcept {
     // Fairness: the global queue, which local respawning could otherwise
     // starve, and (at the next safe point) timers that are due.
     p->check_timers = true;
-    if (S().gq.size_hint() != 0) {
+    if (g_sched->gq.size_hint() != 0) {
       if (fiber* f = global_get(p, 1)) return f;
     }
   }
@@ -66,7 +65,7 @@ inline fiber* pick_local(processor* p) noexcept {
 }
 
 // fire_timers: every 61st scheduling decision a worker fires the timers
-// that are due itself (poller.hpp), so they stay punctual when the poller
+// that are due itself (timers.hpp), so they stay punctual when the poller
 // thread gets no CPU. Only where the caller is between operations: in
 // yield, in a finishing fiber and on g0. Not in park: the parking fiber
 // holds the lock its park releases, and a fiber just resumed from park is
@@ -75,20 +74,29 @@ inline fiber* pick_local(processor* p) noexcept {
 inline void fire_timers(processor* p) noexcept {
   if (!p->check_timers) return;
   p->check_timers = false;
-  if (S().poll.earliest() != INT64_MAX) S().poll.fire_due(now_ns());
+  if (g_timers.earliest() != INT64_MAX) g_timers.fire_due(now_ns());
 }
 
 // prepare_run: f is about to be switched to on machine m (W3, switch.cpp).
 inline void prepare_run(machine* m, processor* p, fiber* f) {
   m->curg = f;
   p->current.store(f, std::memory_order_relaxed);
-  f->state.store(fiber_state::running, std::memory_order_relaxed);
+  transition(f, fiber_state::runnable, fiber_state::running);
   if (f->ctx.fctx == nullptr) bind_stack(p, f);
   p->schedtick.store(p->schedtick.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 // leave_for_g0: the running fiber is about to switch to its machine's g0.
 inline void leave_for_g0(machine* m) noexcept {
+#if WEFT_TSAN
+  // In a child forked from a multi-threaded process TSan turns off race
+  // checks and synchronisation for the forking thread's state only, which
+  // here is the fiber's; after the switch g0's accesses would race with the
+  // fiber's unsynchronised ones, and halt_on_error ends the child before
+  // find_runnable prints the forked-child message. Print it here instead
+  // ("Fork", runtime.cpp). Builds without TSan keep the check off this path.
+  if (g_sched->ph.load(std::memory_order_relaxed) == phase::forked) forked_child_fatal();
+#endif
   m->curg = nullptr;
   if (m->p != nullptr && !m->in_blocking) m->p->current.store(nullptr, std::memory_order_relaxed);
 }

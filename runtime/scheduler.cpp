@@ -39,6 +39,13 @@
 //       `next` slot or touches its caches (processor.hpp P1). Inside
 //       blocking() a machine does not touch its processor at all.
 //   W2-W4 (who resumes a fiber, machine::curg, the shutdown phases): switch.cpp.
+//   S1  A machine told to exit never sleeps again: wake_all_for_exit sets
+//       wake_exit in the machine's futex word, stopm consumes only
+//       wake_woken, and every sleep (stopm) and every lap of find_runnable
+//       looks at wake_exit. (A startm racing with shutdown, from a plain
+//       thread's ready, wakes the same machine outside mu; were the exit a
+//       wake that stopm consumes, the two wakes could merge into one and
+//       the machine would sleep through join_machines.)
 
 #include "runtime/scheduler.hpp"
 
@@ -52,10 +59,13 @@
 #include <numeric>
 #include <thread>
 
-#include "netpoll/netpoll.hpp"
 #include "runtime/asym_fence.hpp"
 #include "runtime/futex.hpp"
+#include "runtime/netpoll_contract.hpp"
 #include "runtime/sched_internal.hpp"
+#include "weft/blocking.hpp"
+#include "weft/detail/check.hpp"
+#include "weft/detail/perturb.hpp"
 
 namespace weft::detail {
 
@@ -65,29 +75,42 @@ namespace {
 
 // ---- processors and machines under sched::mu ----
 
+[[maybe_unused]] bool on_idle_list(const processor* p) noexcept {  // requires mu
+  for (const processor* q = g_sched->pidle; q != nullptr; q = q->idle_link) {
+    if (q == p) return true;
+  }
+  return false;
+}
+
 void pidle_put(processor* p) noexcept {  // requires mu
+  WEFT_DCHECK(!on_idle_list(p), "processor.hpp P2: an idle processor is listed once");
+  drop_preempt(p);  // before npidle counts it (introspect's idle_processors)
   p->status.store(p_status::idle, std::memory_order_relaxed);
   p->m = nullptr;
-  p->idle_link = S().pidle;
-  S().pidle = p;
-  S().npidle.fetch_add(1, std::memory_order_seq_cst);  // K3
+  p->idle_link = g_sched->pidle;
+  g_sched->pidle = p;
+  g_sched->npidle.fetch_add(1, std::memory_order_seq_cst);  // K3
 }
 
 processor* pidle_get() noexcept {  // requires mu
-  processor* p = S().pidle;
+  processor* p = g_sched->pidle;
   if (p == nullptr) return nullptr;
-  S().pidle = p->idle_link;
+  g_sched->pidle = p->idle_link;
   p->idle_link = nullptr;
-  S().npidle.fetch_sub(1, std::memory_order_seq_cst);
+  WEFT_DCHECK(p->status.load(std::memory_order_relaxed) == p_status::idle && p->m == nullptr,
+              "processor.hpp P1/P2: a listed processor is idle and unheld");
+  [[maybe_unused]] const int was = g_sched->npidle.fetch_sub(1, std::memory_order_seq_cst);
+  WEFT_DCHECK(was > 0, "npidle counts the idle list");
   return p;
 }
 
 void acquire_p(machine* m, processor* p) noexcept {
+  WEFT_DCHECK(m->p == nullptr && p->m == nullptr, "processor.hpp P1: one holder per processor");
   m->p = p;
   p->m = m;
   p->m_tid.store(m->tid, std::memory_order_relaxed);
   p->status.store(p_status::running, std::memory_order_release);
-  sysmon_poke(S(), nullptr);  // it may sleep untimed because every processor was idle
+  sysmon_poke(*g_sched, nullptr);  // it may sleep untimed because every processor was idle
 }
 
 // release_p: the machine gives up its processor because it found no work
@@ -95,18 +118,19 @@ void acquire_p(machine* m, processor* p) noexcept {
 void release_p(machine* m, processor* p) noexcept {
   m->p = nullptr;
   if (p->spare) {
-    S().stacks.flush(p->stacks);
-    S().fibers.flush(p->records);
+    drop_preempt(p);
+    g_sched->stacks.flush(p->stacks);
+    g_sched->fibers.flush(p->records);
     p->m = nullptr;
     p->status.store(p_status::dead, std::memory_order_relaxed);
-    S().nactive.fetch_sub(1, std::memory_order_relaxed);
+    g_sched->nactive.fetch_sub(1, std::memory_order_relaxed);
     return;
   }
   pidle_put(p);
 }
 
 void notewakeup(machine* m) noexcept {
-  m->wake.store(1, std::memory_order_release);  // pairs with the acquire in stopm
+  m->wake.fetch_or(machine::wake_woken, std::memory_order_release);  // pairs with stopm (S1)
   futex_wake(m->wake);
 }
 
@@ -117,37 +141,49 @@ void newm(processor* p, bool spinning) {
   m->nextp = p;
   m->spinning = spinning;
   {
-    std::lock_guard<std::mutex> lk(S().mu);
-    if (S().machines.size() >= S().max_threads) {
+    std::lock_guard<std::mutex> lk(g_sched->mu);
+    // blocking() waits for a pool thread at the limit (blocking_pool.cpp),
+    // so only a runaway gets here: threads the runtime cannot account for.
+    if (g_sched->machines.size() + blocking_pool_threads() >= g_sched->max_threads) {
       std::fprintf(stderr,
-                   "weft: program exceeds the %zu-thread limit (fibers stuck in weft::blocking "
-                   "each hold a thread; WEFT_MAX_THREADS sets the limit)\n",
-                   S().max_threads);
+                   "weft: program exceeds the %zu-thread limit (WEFT_MAX_THREADS sets the "
+                   "limit)\n",
+                   g_sched->max_threads);
       std::abort();
     }
-    m->id = static_cast<std::uint32_t>(S().machines.size());
-    S().machines.push_back(m);
+    m->id = static_cast<std::uint32_t>(g_sched->machines.size());
+    WEFT_CHECK(m->id < (1u << 29), "newm: machine ids must fit a processor's status word (P3)");
+    g_sched->machines.push_back(m);
   }
   m->rng = 0x9E3779B97F4A7C15ull * (m->id + 1);
-  S().live_threads.fetch_add(1, std::memory_order_relaxed);
+  g_sched->live_threads.fetch_add(1, std::memory_order_relaxed);
   m->thread = std::thread(machine_main, m);
+}
+
+// signal_if_all_idle: shutdown waits for every machine to be idle and no
+// fiber to run (requires mu).
+void signal_if_all_idle() noexcept {
+  if (g_sched->ph.load(std::memory_order_seq_cst) != phase::running &&
+      g_sched->nmidle == g_sched->machines.size() && g_sched->nm_running.load() == 0) {
+    g_sched->all_idle.store(1, std::memory_order_release);  // pairs with run()'s wait
+    futex_wake(g_sched->all_idle);
+  }
 }
 
 // stopm: park this machine until startm or shutdown hands it something.
 void stopm(machine* m) noexcept {
   {
-    std::lock_guard<std::mutex> lk(S().mu);
-    m->idle_link = S().midle;
-    S().midle = m;
-    ++S().nmidle;
-    if (S().ph.load(std::memory_order_seq_cst) != phase::running &&
-        S().nmidle == S().machines.size() && S().nm_running.load() == 0) {
-      S().all_idle.store(1, std::memory_order_release);  // pairs with run()'s wait
-      futex_wake(S().all_idle);
-    }
+    std::lock_guard<std::mutex> lk(g_sched->mu);
+    if (m->exiting()) return;  // S1: told to exit (under mu, so not listed idle again)
+    m->idle_link = g_sched->midle;
+    g_sched->midle = m;
+    ++g_sched->nmidle;
+    signal_if_all_idle();
   }
-  while (m->wake.load(std::memory_order_acquire) == 0) futex_wait(m->wake, 0);
-  m->wake.store(0, std::memory_order_relaxed);
+  // S1: consume only wake_woken; wake_exit stays set.
+  while (m->wake.fetch_and(~machine::wake_woken, std::memory_order_acquire) == 0) {
+    futex_wait(m->wake, 0);
+  }
 }
 
 }  // namespace
@@ -157,17 +193,17 @@ void stopm(machine* m) noexcept {
 void startm(processor* p, bool spinning) noexcept {
   machine* m = nullptr;
   {
-    std::lock_guard<std::mutex> lk(S().mu);
+    std::lock_guard<std::mutex> lk(g_sched->mu);
     if (p == nullptr) p = pidle_get();
     if (p == nullptr) {
-      if (spinning) S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
+      if (spinning) g_sched->nmspinning.fetch_sub(1, std::memory_order_seq_cst);
       return;
     }
     p->status.store(p_status::running, std::memory_order_relaxed);
-    m = S().midle;
+    m = g_sched->midle;
     if (m != nullptr) {
-      S().midle = m->idle_link;
-      --S().nmidle;
+      g_sched->midle = m->idle_link;
+      --g_sched->nmidle;
     }
   }
   if (m == nullptr) {
@@ -189,17 +225,17 @@ void startm(processor* p, bool spinning) noexcept {
 // global_get: take a fair share of the global queue: run the first, queue
 // the rest locally.
 fiber* global_get(processor* p, std::size_t max) noexcept {
-  const std::size_t sz = S().gq.size_hint();
+  const std::size_t sz = g_sched->gq.size_hint();
   if (sz == 0) return nullptr;
-  std::size_t want = sz / S().nprocs + 1;
+  std::size_t want = sz / g_sched->nprocs + 1;
   if (max != 0 && want > max) want = max;
   want = std::min<std::size_t>(want, local_queue_size / 2);
   fiber* batch[local_queue_size / 2];
-  const std::size_t n = S().gq.pop_many(batch, want);
+  const std::size_t n = g_sched->gq.pop_many(batch, want);
   if (n == 0) return nullptr;
   if (n > 1) {
     const std::uint32_t fit = p->runq.push_many(batch + 1, static_cast<std::uint32_t>(n - 1));
-    if (fit + 1 < n) S().gq.push_many(batch + 1 + fit, n - 1 - fit);
+    if (fit + 1 < n) g_sched->gq.push_many(batch + 1 + fit, n - 1 - fit);
   }
   return batch[0];
 }
@@ -210,7 +246,7 @@ fiber* global_get(processor* p, std::size_t max) noexcept {
 // idle and no machine spins, so start one spinning.
 void wakep_slow() noexcept {
   int expected = 0;
-  if (!S().nmspinning.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) return;
+  if (!g_sched->nmspinning.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) return;
   startm(nullptr, true);
 }
 
@@ -218,11 +254,22 @@ namespace {
 
 void resetspinning(machine* m) noexcept {  // K2
   m->spinning = false;
-  S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
+  g_sched->nmspinning.fetch_sub(1, std::memory_order_seq_cst);
   wakep();
 }
 
 // ---- finding work (on g0) ----
+
+// next_left_alone: only steal a victim's `next` if the victim is not
+// switching: a processor that keeps switching (ping-pong through its `next`
+// slot) runs that fiber in nanoseconds; comparing `next` itself would be
+// fooled by the pair alternating in it.
+bool next_left_alone(processor* v) noexcept {
+  const std::uint64_t tick = v->schedtick.load(std::memory_order_relaxed);
+  const std::int64_t until = now_ns() + 3000;
+  while (v->schedtick.load(std::memory_order_relaxed) == tick && now_ns() < until) cpu_relax();
+  return v->schedtick.load(std::memory_order_relaxed) == tick && v->runq.ring_looks_empty();
+}
 
 // steal_work: four passes over the other processors in a random order,
 // taking half of a victim's ring. Only the last pass may take a victim's
@@ -231,35 +278,33 @@ void resetspinning(machine* m) noexcept {  // K2
 // and stealing it would move a ping-pong pair across cores (Go waits 3 us
 // the same way).
 fiber* steal_work(machine* m, processor* p) noexcept {
-  const unsigned n = S().np_total;
+  const unsigned n = g_sched->np_total;
   fiber* buf[local_queue_size / 2];
   for (int pass = 0; pass < 4; ++pass) {
-    const bool last = pass == 3;
+    // Perturbed: any pass may take a `next`, without waiting.
+    const bool wild = perturb_on() && perturb_chance(4);
+    const bool last = pass == 3 || wild;
     unsigned pos = m->rand() % n;
-    const unsigned stride = S().coprimes[m->rand() % S().coprimes.size()];
+    const unsigned stride = g_sched->coprimes[m->rand() % g_sched->coprimes.size()];
     for (unsigned i = 0; i < n; ++i, pos = (pos + stride) % n) {
-      processor* v = &S().ps[pos];
+      processor* v = &g_sched->ps[pos];
       if (v == p) continue;
       bool take_next = false;
       if (v->runq.ring_looks_empty()) {
         fiber* nx = last ? v->runq.peek_next() : nullptr;
         if (nx == nullptr) continue;
-        // Only if the victim is not switching: a processor that keeps
-        // switching (ping-pong through its `next` slot) runs that fiber in
-        // nanoseconds; comparing `next` itself would be fooled by the pair
-        // alternating in it.
-        const std::uint64_t tick = v->schedtick.load(std::memory_order_relaxed);
-        const std::int64_t until = now_ns() + 3000;
-        while (v->schedtick.load(std::memory_order_relaxed) == tick && now_ns() < until)
-          cpu_relax();
-        if (v->schedtick.load(std::memory_order_relaxed) != tick || !v->runq.ring_looks_empty())
-          continue;
+        if (!wild && !next_left_alone(v)) continue;
         take_next = true;
       }
+      perturb(perturb_site::steal);
       const std::uint32_t k = v->runq.steal(buf, take_next);
       if (k == 0) continue;
       p->steals.inc();
-      if (k > 1) p->runq.push_many(buf, k - 1);  // our ring is empty: they fit
+      if (k > 1) {
+        // Our ring is empty unless perturbation made us steal early.
+        const std::uint32_t fit = p->runq.push_many(buf, k - 1);
+        if (fit + 1 < k) g_sched->gq.push_many(buf + fit, k - 1 - fit);
+      }
       return buf[k - 1];
     }
   }
@@ -268,9 +313,9 @@ fiber* steal_work(machine* m, processor* p) noexcept {
 
 // any_work: K3's re-check, after asym_heavy().
 bool any_work() noexcept {
-  if (S().gq.size_hint() != 0) return true;
-  for (unsigned i = 0; i < S().np_total; ++i) {
-    if (!S().ps[i].runq.looks_empty()) return true;
+  if (g_sched->gq.size_hint() != 0) return true;
+  for (unsigned i = 0; i < g_sched->np_total; ++i) {
+    if (!g_sched->ps[i].runq.looks_empty()) return true;
   }
   return false;
 }
@@ -298,11 +343,12 @@ bool any_work() noexcept {
 bool linger(machine* m, processor* p) noexcept {
   constexpr std::int64_t linger_ns = 50 * 1000;
   constexpr std::int64_t stuck_ns = 2 * 1000;
-  if (S().nactive.load(std::memory_order_relaxed) - S().npidle.load(std::memory_order_relaxed) <=
+  if (g_sched->nactive.load(std::memory_order_relaxed) -
+          g_sched->npidle.load(std::memory_order_relaxed) <=
       1) {
     return false;  // nobody else is running: nothing will show up soon
   }
-  const unsigned n = S().np_total;
+  const unsigned n = g_sched->np_total;
   std::uint32_t heads[64];
   std::int64_t seen[64];
   const unsigned watched = n < 64 ? n : 64;
@@ -312,11 +358,11 @@ bool linger(machine* m, processor* p) noexcept {
   std::int64_t next_poll = until - linger_ns + poll_every_ns;
   for (;;) {
     for (int i = 0; i < 64; ++i) cpu_relax();
-    if (m->exiting || S().ph.load(std::memory_order_relaxed) != phase::running) return true;
-    if (S().gq.size_hint() != 0 || !p->runq.looks_empty()) return true;
+    if (m->exiting() || g_sched->ph.load(std::memory_order_relaxed) != phase::running) return true;
+    if (g_sched->gq.size_hint() != 0 || !p->runq.looks_empty()) return true;
     const std::int64_t now = now_ns();
     for (unsigned i = 0; i < n; ++i) {
-      const run_queue<local_queue_size>& q = S().ps[i].runq;
+      const run_queue<local_queue_size>& q = g_sched->ps[i].runq;
       if (q.ring_looks_empty()) {
         if (i < watched) seen[i] = 0;
         continue;
@@ -330,7 +376,7 @@ bool linger(machine* m, processor* p) noexcept {
         return true;  // queued and nobody takes it
       }
     }
-    if (S().poll.earliest() <= now) {
+    if (g_timers.earliest() <= now) {
       p->check_timers = true;
       return true;
     }
@@ -340,7 +386,7 @@ bool linger(machine* m, processor* p) noexcept {
       next_poll = now + poll_every_ns;
       if (fiber* f = netpoll_poll_once()) {
         // Only we push to our ring (W1), and it was empty above: it fits.
-        if (!p->runq.push(f)) S().gq.push(f);
+        if (!p->runq.push(f)) g_sched->gq.push(f);
         return true;
       }
     }
@@ -358,8 +404,10 @@ void park_m(machine* m) noexcept {
 }
 
 void stop_spinning(machine* m) noexcept {
+  WEFT_DCHECK(m->spinning, "K3: only a spinning machine stops spinning");
   m->spinning = false;
-  S().nmspinning.fetch_sub(1, std::memory_order_seq_cst);
+  [[maybe_unused]] const int was = g_sched->nmspinning.fetch_sub(1, std::memory_order_seq_cst);
+  WEFT_DCHECK(was > 0, "K1-K3: nmspinning counts the spinning machines");
 }
 
 // give_up_p: K3. Returns a fiber found on the global queue while giving up
@@ -367,30 +415,32 @@ void stop_spinning(machine* m) noexcept {
 // (work appeared) or has slept until handed one.
 fiber* give_up_p(machine* m, processor* p) noexcept {
   {
-    std::lock_guard<std::mutex> lk(S().mu);
-    if (S().gq.size_hint() != 0) {
+    std::lock_guard<std::mutex> lk(g_sched->mu);
+    if (g_sched->gq.size_hint() != 0) {
       if (fiber* f = global_get(p, 0)) return f;
     }
     release_p(m, p);
   }
   const bool was_spinning = m->spinning;
   if (was_spinning) stop_spinning(m);
-  asym_heavy();  // K3: pairs with the submitters' asym_light in wakep
+  perturb(perturb_site::idle);  // the lost-wakeup window K3 closes
+  asym_heavy();                 // K3: pairs with the submitters' asym_light in wakep
   if (any_work()) {
     processor* np = nullptr;
     {
-      std::lock_guard<std::mutex> lk(S().mu);
+      std::lock_guard<std::mutex> lk(g_sched->mu);
       np = pidle_get();
     }
     if (np != nullptr) {
       acquire_p(m, np);
       if (was_spinning) {
         m->spinning = true;
-        S().nmspinning.fetch_add(1, std::memory_order_seq_cst);
+        g_sched->nmspinning.fetch_add(1, std::memory_order_seq_cst);
       }
       return nullptr;
     }
   }
+  perturb(perturb_site::idle);
   netpoll_worker_idle();  // the last machine to sleep hands the descriptors to the poller
   park_m(m);
   return nullptr;
@@ -398,11 +448,14 @@ fiber* give_up_p(machine* m, processor* p) noexcept {
 
 fiber* find_runnable(machine* m) noexcept {
   for (;;) {
-    if (m->exiting) return nullptr;
+    if (m->exiting()) return nullptr;
     processor* p = m->p;
-    if (p == nullptr || S().ph.load(std::memory_order_acquire) != phase::running) {
+    if (p == nullptr || g_sched->ph.load(std::memory_order_acquire) != phase::running) {
+      // A fiber in a forked child parked, yielded or finished (runtime.cpp,
+      // "Fork"): there is nothing here to run it or anything else.
+      if (g_sched->ph.load(std::memory_order_relaxed) == phase::forked) forked_child_fatal();
       if (p != nullptr) {
-        std::lock_guard<std::mutex> lk(S().mu);
+        std::lock_guard<std::mutex> lk(g_sched->mu);
         release_p(m, p);
       }
       if (m->spinning) stop_spinning(m);
@@ -410,15 +463,19 @@ fiber* find_runnable(machine* m) noexcept {
       continue;
     }
     fire_timers(p);
+    if (perturb_on() && perturb_chance(8)) {
+      // Perturbed: steal before looking at our own queue.
+      if (fiber* f = steal_work(m, p)) return f;
+    }
     if (fiber* f = pick_local(p)) return f;
     if (fiber* f = global_get(p, 0)) return f;
     // Steal, unless enough machines are already spinning.
-    const int busy =
-        S().nactive.load(std::memory_order_relaxed) - S().npidle.load(std::memory_order_relaxed);
-    if (m->spinning || 2 * S().nmspinning.load(std::memory_order_relaxed) < busy) {
+    const int busy = g_sched->nactive.load(std::memory_order_relaxed) -
+                     g_sched->npidle.load(std::memory_order_relaxed);
+    if (m->spinning || 2 * g_sched->nmspinning.load(std::memory_order_relaxed) < busy) {
       if (!m->spinning) {
         m->spinning = true;
-        S().nmspinning.fetch_add(1, std::memory_order_seq_cst);
+        g_sched->nmspinning.fetch_add(1, std::memory_order_seq_cst);
       }
       if (fiber* f = steal_work(m, p)) return f;
       if (linger(m, p)) continue;
@@ -432,15 +489,15 @@ fiber* find_runnable(machine* m) noexcept {
 
 void execute(machine* m, fiber* f) {
   if (m->spinning) resetspinning(m);
-  S().nm_running.fetch_add(1, std::memory_order_seq_cst);
-  if (S().ph.load(std::memory_order_seq_cst) != phase::running) {
+  g_sched->nm_running.fetch_add(1, std::memory_order_seq_cst);
+  if (g_sched->ph.load(std::memory_order_seq_cst) != phase::running) {
     // W4 (switch.cpp): leave f queued-in-limbo; the final phase unwinds every record.
-    S().nm_running.fetch_sub(1, std::memory_order_seq_cst);
+    g_sched->nm_running.fetch_sub(1, std::memory_order_seq_cst);
     return;
   }
   prepare_run(m, m->p, f);
   switch_to(m->ts, m->g0, f->ctx, {});
-  S().nm_running.fetch_sub(1, std::memory_order_seq_cst);
+  g_sched->nm_running.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void machine_main(machine* m) noexcept {
@@ -463,31 +520,42 @@ void machine_main(machine* m) noexcept {
 // ---- public to the runtime ----
 
 void start_first_machine(processor* p) {
-  S().nmspinning.store(0);
+  g_sched->nmspinning.store(0);
   newm(p, false);
 }
 
 void wake_all_for_exit() {
-  std::lock_guard<std::mutex> lk(S().mu);
-  for (machine* m : S().machines) {
-    m->exiting = true;
-    notewakeup(m);
+  std::lock_guard<std::mutex> lk(g_sched->mu);
+  for (machine* m : g_sched->machines) {
+    m->wake.fetch_or(machine::wake_exit, std::memory_order_release);  // S1; pairs with stopm
+    futex_wake(m->wake);
   }
 }
 
 void join_machines() {
   std::vector<machine*> ms;
   {
-    std::lock_guard<std::mutex> lk(S().mu);
-    ms.swap(S().machines);
-    S().midle = nullptr;
-    S().nmidle = 0;
+    std::lock_guard<std::mutex> lk(g_sched->mu);
+    ms.swap(g_sched->machines);
+    g_sched->midle = nullptr;
+    g_sched->nmidle = 0;
   }
   for (machine* m : ms) {
     m->thread.join();
-    S().live_threads.fetch_sub(1, std::memory_order_relaxed);
+    g_sched->live_threads.fetch_sub(1, std::memory_order_relaxed);
     delete m;
   }
+}
+
+// ---- used by the blocking pool ----
+
+void running_done_offload() noexcept {
+  // seq_cst: with the machines' stopm (which reads it under mu): either it
+  // sees zero, or we see every machine idle and signal for it.
+  if (g_sched->nm_running.fetch_sub(1, std::memory_order_seq_cst) != 1) return;
+  if (g_sched->ph.load(std::memory_order_seq_cst) == phase::running) return;
+  std::lock_guard<std::mutex> lk(g_sched->mu);
+  signal_if_all_idle();
 }
 
 // ---- used by sysmon ----
@@ -496,21 +564,22 @@ void handoff_p(processor* p) noexcept {
   p->m = nullptr;
   p->current.store(nullptr, std::memory_order_relaxed);
   // Work waiting for it: run it on another machine.
-  if (!p->runq.looks_empty() || S().gq.size_hint() != 0) {
+  if (!p->runq.looks_empty() || g_sched->gq.size_hint() != 0) {
     startm(p, false);
     return;
   }
   // Nobody spinning or idle would catch new work: keep one machine looking.
-  if (S().nmspinning.load(std::memory_order_relaxed) + S().npidle.load(std::memory_order_relaxed) ==
+  if (g_sched->nmspinning.load(std::memory_order_relaxed) +
+          g_sched->npidle.load(std::memory_order_relaxed) ==
       0) {
     int expected = 0;
-    if (S().nmspinning.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) {
+    if (g_sched->nmspinning.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) {
       startm(p, true);
       return;
     }
   }
-  std::unique_lock<std::mutex> lk(S().mu);
-  if (S().gq.size_hint() != 0) {
+  std::unique_lock<std::mutex> lk(g_sched->mu);
+  if (g_sched->gq.size_hint() != 0) {
     lk.unlock();
     startm(p, false);
     return;
@@ -518,18 +587,28 @@ void handoff_p(processor* p) noexcept {
   pidle_put(p);
 }
 
+void drop_preempt(processor* p) noexcept {
+  // exchange: the flagged fiber's preempt_slow may clear it concurrently;
+  // one decrement per flag. Relaxed like the flag's other accesses
+  // (park.hpp): the counter is a hint for the fast path.
+  if (p->preempt.load(std::memory_order_relaxed) &&
+      p->preempt.exchange(false, std::memory_order_relaxed)) {
+    g_preempt_requests.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
 bool lend_spare() noexcept {
   {
-    std::lock_guard<std::mutex> lk(S().mu);
+    std::lock_guard<std::mutex> lk(g_sched->mu);
     processor* spare = nullptr;
-    for (unsigned i = S().nprocs; i < S().np_total; ++i) {
-      if (S().ps[i].status.load(std::memory_order_relaxed) == p_status::dead) {
-        spare = &S().ps[i];
+    for (unsigned i = g_sched->nprocs; i < g_sched->np_total; ++i) {
+      if (g_sched->ps[i].status.load(std::memory_order_relaxed) == p_status::dead) {
+        spare = &g_sched->ps[i];
         break;
       }
     }
     if (spare == nullptr) return false;
-    S().nactive.fetch_add(1, std::memory_order_relaxed);
+    g_sched->nactive.fetch_add(1, std::memory_order_relaxed);
     pidle_put(spare);
   }
   startm(nullptr, false);
@@ -537,13 +616,19 @@ bool lend_spare() noexcept {
 }
 
 void wake_idle() noexcept {
-  if (S().npidle.load(std::memory_order_relaxed) > 0) startm(nullptr, false);
+  if (g_sched->npidle.load(std::memory_order_relaxed) > 0) startm(nullptr, false);
+}
+
+void flush_idle_stack_caches() noexcept {
+  std::lock_guard<std::mutex> lk(g_sched->mu);
+  for (processor* p = g_sched->pidle; p != nullptr; p = p->idle_link)
+    g_sched->stacks.flush(p->stacks);
 }
 
 void retire_idle_spares() noexcept {
-  if (S().nactive.load(std::memory_order_relaxed) <= static_cast<int>(S().nprocs)) return;
-  std::lock_guard<std::mutex> lk(S().mu);
-  processor** link = &S().pidle;
+  if (g_sched->nactive.load(std::memory_order_relaxed) <= static_cast<int>(g_sched->nprocs)) return;
+  std::lock_guard<std::mutex> lk(g_sched->mu);
+  processor** link = &g_sched->pidle;
   while (processor* p = *link) {
     if (!p->spare) {
       link = &p->idle_link;
@@ -552,28 +637,39 @@ void retire_idle_spares() noexcept {
     // Idle: nobody holds it, so its caches are ours to flush under mu.
     *link = p->idle_link;
     p->idle_link = nullptr;
-    S().npidle.fetch_sub(1, std::memory_order_seq_cst);
-    S().stacks.flush(p->stacks);
-    S().fibers.flush(p->records);
+    g_sched->npidle.fetch_sub(1, std::memory_order_seq_cst);
+    g_sched->stacks.flush(p->stacks);
+    g_sched->fibers.flush(p->records);
     p->status.store(p_status::dead, std::memory_order_relaxed);
-    S().nactive.fetch_sub(1, std::memory_order_relaxed);
+    g_sched->nactive.fetch_sub(1, std::memory_order_relaxed);
   }
 }
 
 // ---- blocking ----
 
-bool enter_blocking() noexcept {
+blocking_entry enter_blocking() noexcept {
   machine* m = current_m();
-  if (m == nullptr || m->curg == nullptr || m->in_blocking || m->p == nullptr) return false;
+  if (m == nullptr || m->curg == nullptr || m->in_blocking || m->p == nullptr) {
+    return blocking_entry::direct;
+  }
   processor* p = m->p;
+  // Other fibers wait for this worker (its queue, the global queue, or
+  // calls already offloaded): run the call on a pool thread instead. The
+  // lone call, the common case, pays for the three loads.
+  if ((!p->runq.looks_empty() || g_offload_in_flight.load(std::memory_order_relaxed) != 0 ||
+       g_sched->gq.size_hint() != 0) &&
+      !m->curg->unwinding && g_sched->ph.load(std::memory_order_relaxed) == phase::running) {
+    return blocking_entry::offload;
+  }
   m->in_blocking = true;
   m->curg->reason.store(wait_reason::blocking_call, std::memory_order_relaxed);  // for dumps
   p->syscalltick.store(p->syscalltick.load(std::memory_order_relaxed) + 1,
                        std::memory_order_relaxed);
   // release: sysmon's CAS (acquire) sees this processor's state as of now.
-  p->status.store(p_status::syscall, std::memory_order_release);
-  sysmon_poke(S(), p);  // a long-sleeping monitor would notice this call too late
-  return true;
+  p->status.store_word(status_word::syscall_of(m->id), std::memory_order_release);
+  sysmon_poke(*g_sched, p);  // a long-sleeping monitor would notice this call too late
+  perturb(perturb_site::blocking);
+  return blocking_entry::entered;
 }
 
 void exit_blocking() noexcept {
@@ -581,15 +677,20 @@ void exit_blocking() noexcept {
   processor* p = m->p;
   m->in_blocking = false;
   m->curg->reason.store(wait_reason::none, std::memory_order_relaxed);
-  p_status expected = p_status::syscall;
-  if (p->status.compare_exchange_strong(expected, p_status::running, std::memory_order_acq_rel)) {
+  perturb(perturb_site::blocking);  // a return late enough for sysmon to retake the processor
+  // P3: succeeds only if this call's own `syscall` word is still there.
+  // acq_rel: pairs with sysmon's CAS on the same word; whichever comes
+  // first decides who owns the processor.
+  if (p->status.cas(status_word::syscall_of(m->id), p_status::running, std::memory_order_acq_rel)) {
+    WEFT_CHECK(p->m == m,
+               "exit_blocking: the processor kept through a blocking call names another holder");
     return;  // fast path: nobody took the processor
   }
   // sysmon handed the processor to another machine.
   m->p = nullptr;
   processor* np = nullptr;
-  if (S().ph.load(std::memory_order_acquire) == phase::running) {
-    std::lock_guard<std::mutex> lk(S().mu);
+  if (g_sched->ph.load(std::memory_order_acquire) == phase::running) {
+    std::lock_guard<std::mutex> lk(g_sched->mu);
     np = pidle_get();
   }
   if (np != nullptr) {
@@ -599,12 +700,12 @@ void exit_blocking() noexcept {
   }
   // No processor: queue this fiber globally and park the machine as a spare.
   fiber* self = m->curg;
-  self->state.store(fiber_state::runnable, std::memory_order_relaxed);
+  transition(self, fiber_state::running, fiber_state::runnable);
   leave_for_g0(m);
   switch_to(m->ts, self->ctx, m->g0,
             {[](void* f) {
-               if (S().ph.load(std::memory_order_relaxed) != phase::running) return;
-               S().gq.push(static_cast<fiber*>(f));
+               if (g_sched->ph.load(std::memory_order_relaxed) != phase::running) return;
+               g_sched->gq.push(static_cast<fiber*>(f));
                wakep();
              },
              self});

@@ -1,8 +1,10 @@
 #pragma once
-// scheduler.hpp: the runtime's shared scheduling state and the operations
-// the rest of the runtime builds on (ready, park, yield, exit, wakeups).
-// The protocols are described at the top of scheduler.cpp (spinning) and
-// switch.cpp (parking).
+// scheduler.hpp: the runtime's shared scheduling state, for the files that
+// implement the scheduler, its lifecycle and its diagnostics. Code built on
+// the scheduler (channels, sync, timers, the netpoller) includes the narrow
+// sched_ops.hpp instead. The protocols are described at the top of
+// scheduler.cpp (spinning) and switch.cpp (parking). The accessor is
+// g_sched (L1).
 
 #include <atomic>
 #include <cstdint>
@@ -11,13 +13,14 @@
 #include <string>
 #include <vector>
 
-#include "netpoll/poller.hpp"
 #include "runtime/fiber.hpp"
 #include "runtime/global_queue.hpp"
 #include "runtime/machine.hpp"
 #include "runtime/processor.hpp"
+#include "runtime/sched_ops.hpp"
 #include "runtime/stack_pool.hpp"
 #include "runtime/sysmon.hpp"
+#include "runtime/timers.hpp"
 
 namespace weft::detail {
 
@@ -25,19 +28,7 @@ enum class phase : std::uint32_t {
   running,   // fibers run
   stopping,  // main returned: no new fiber is started; running ones park at their next chance
   final,     // workers are gone; run()'s thread unwinds what is left
-};
-
-// fiber_unwind: thrown out of park()/yield() into a fiber being unwound at
-// shutdown. User code must let it pass (a `catch (...)` must rethrow).
-struct fiber_unwind {};
-
-// ready_batch: fibers readied by a thread that holds no processor (the
-// poller firing timers, for instance), injected into the global queue in one
-// go by the thread that installed the batch.
-struct ready_batch {
-  static constexpr std::size_t capacity = 256;
-  fiber* fibers[capacity];
-  std::size_t n = 0;
+  forked,    // a copy in a forked child: nothing may run (runtime.cpp, "Fork")
 };
 
 struct scheduler {
@@ -73,7 +64,6 @@ struct scheduler {
   std::atomic<int> nm_running{0};
 
   global_queue gq;
-  poller poll;
   stack_pool stacks;
   fiber_pool fibers;
   std::atomic<phase> ph{phase::running};
@@ -109,37 +99,38 @@ struct scheduler {
   std::int64_t started_ns = 0;     // when run() started, for schedtrace
   std::int64_t schedtrace_ns = 0;  // WEFT_SCHEDTRACE interval, 0 = off
 
+  // Plain threads inside ready() (U4, runtime.cpp): incremented before
+  // they read the phase, decremented (release) when done; run() waits for
+  // 0 after storing phase::final.
+  std::atomic<int> foreign_readies{0};
+
   // phase::final only: fibers readied while unwinding, resumed by run()'s
   // thread. Guarded by final_mu (a foreign thread may ready one).
   std::mutex final_mu;
   fiber* final_first = nullptr;
   fiber* final_last = nullptr;
+  // Readies in phase final that found the fiber finished: its waker read
+  // a dead waiter (U1, runtime.cpp). Guarded by final_mu.
+  std::uint64_t late_wakes = 0;
 };
 
-// The running runtime, or null. Set before any runtime thread starts and
-// cleared after all of them are joined; foreign threads read it only inside
-// the foreign_entry guard (runtime.cpp).
+// advance_phase: move the phase forward to `to`; a later phase stays (U5,
+// runtime.cpp). seq_cst, as the plain stores it replaces: the phase pairs
+// with nm_running and foreign_readies. Returns the phase it found.
+inline phase advance_phase(scheduler& s, phase to) noexcept {
+  phase cur = s.ph.load(std::memory_order_seq_cst);
+  while (cur < to && !s.ph.compare_exchange_weak(cur, to, std::memory_order_seq_cst)) {
+  }
+  return cur;
+}
+
+// The running runtime, or null (runtime.cpp L1). Set before any runtime
+// thread starts and cleared after all of them are joined. Runtime threads
+// read it freely; every entry into weft from another thread holds a
+// runtime_pin (debug_internal.hpp) for as long as it touches g_sched, or
+// proves that no runtime exists. A plain pointer, not an atomic: the pin's
+// seq_cst handshake orders each plain thread's reads between run()'s writes.
 extern scheduler* g_sched;
-
-// ---- operations (switch.cpp, scheduler.cpp) ----
-
-// ready: make a parked (or new) fiber runnable. From a fiber holding a
-// processor it goes to that processor's `next` slot; otherwise to the
-// current ready_batch if one is installed, else the global queue.
-void ready(fiber* f) noexcept;
-// ready_spawned: queue a new fiber (go): like ready, always wakes a worker.
-void ready_spawned(fiber* f) noexcept;
-
-// park_current: park the running fiber; `release` runs once its context is
-// saved. Throws fiber_unwind at shutdown.
-void park_current(switch_action release, wait_reason why, const void* obj, std::int64_t note = 0);
-void yield_current();
-[[noreturn]] void exit_current() noexcept;
-
-// inject: put a chain of runnable fibers on the global queue and start up
-// to that many idle processors.
-void inject(fiber* const* fs, std::size_t n) noexcept;
-void set_ready_batch(ready_batch* b) noexcept;
 
 // Machines (scheduler.cpp).
 void start_first_machine(processor* p);
@@ -158,11 +149,30 @@ bool lend_spare() noexcept;
 void wake_idle() noexcept;
 // retire_idle_spares: take lent spares that sit idle back out of service.
 void retire_idle_spares() noexcept;
+// flush_idle_stack_caches: move the cached stacks of processors on the idle
+// list to the pool's warm list, where the scavenger can age them (a cache
+// holds up to 64 stacks: 8 idle processors would keep 512 resident). The
+// caches of idle processors are guarded by mu, like the idle list.
+void flush_idle_stack_caches() noexcept;
+// drop_preempt: withdraw sysmon's preemption request on p, if any (its
+// fiber is gone: p went idle, into a blocking call, or the run ended).
+void drop_preempt(processor* p) noexcept;
 
-// blocking(): enter returns false when the caller is not a fiber holding a
-// processor (then blocking() just calls f).
-bool enter_blocking() noexcept;
-void exit_blocking() noexcept;
+// blocking(): enter_blocking and exit_blocking are declared in
+// weft/blocking.hpp (blocking_entry says how the call runs).
+// Offloaded calls submitted and not yet readied (blocking_pool.cpp;
+// relaxed: a hint for enter_blocking, the exact count is in nm_running).
+extern std::atomic<int> g_offload_in_flight;
+// The pool that runs offloaded blocking() calls (blocking_pool.cpp): its
+// threads' ids (runtime threads, never deadlock parties), how many it has
+// started (they count against max_threads), and stopping it at the end of
+// a run, once no call is in flight.
+void blocking_pool_tids(std::vector<long>& out);
+std::size_t blocking_pool_threads() noexcept;
+void blocking_pool_stop() noexcept;
+// running_done_offload: an offloaded call's fiber was readied: uncount it
+// from nm_running, and at shutdown signal run() if that was the last.
+void running_done_offload() noexcept;
 
 // Fiber entry point for make_context.
 void fiber_entry(bctx::transfer_t t) noexcept;
@@ -181,13 +191,7 @@ void install_overflow_handler() noexcept;
 void altstack_install() noexcept;
 void altstack_remove() noexcept;
 
-// closure_alloc / closure_free: heap storage for closures too big for the
-// record (alloc.cpp). Freed by whichever worker ran the fiber.
-void* closure_alloc(std::size_t size, std::size_t align);
-void closure_free(void* p) noexcept;
-
 // Shared helpers (switch.cpp).
-fiber* current_fiber() noexcept;  // null outside a fiber
 std::uint64_t next_fiber_id(processor* p) noexcept;
 // g_coarse_ns: a clock for "how long has this fiber waited", refreshed by
 // sysmon at every tick and by coarse_now_ns() (relaxed: a hint). Parking

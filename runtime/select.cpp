@@ -43,6 +43,8 @@
 #include <cstdlib>
 #include <utility>
 
+#include "weft/detail/perturb.hpp"
+
 namespace weft::detail {
 namespace {
 
@@ -92,7 +94,10 @@ void unlock_all(void* arg) noexcept {
   const std::size_t m = ls->m;
   auto** copy = static_cast<chan_base**>(__builtin_alloca(m * sizeof(chan_base*)));
   for (std::size_t i = 0; i < m; ++i) copy[i] = ls->locks[i];
-  for (std::size_t i = 0; i < m; ++i) copy[i]->lock.unlock();
+  for (std::size_t i = 0; i < m; ++i) {
+    copy[i]->lock.unlock();
+    perturb(perturb_site::select_locks);  // a waker may claim the select between two unlocks
+  }
 }
 
 // dequeue: unlink this select's nodes still queued, one channel at a time.
@@ -106,6 +111,7 @@ void dequeue(const case_ref* cs, std::size_t n, chan_base* const* locks, std::si
     bool visit = false;
     for (std::size_t i = 0; i < n && !visit; ++i) visit = cs[i].ch == ch && i != skip_alone;
     if (!visit) continue;
+    perturb(perturb_site::select_locks);
     chan_lock(ch->lock);
     for (std::size_t i = 0; i < n; ++i) {
       if (cs[i].ch != ch || !nodes[i].queued) continue;
@@ -117,6 +123,16 @@ void dequeue(const case_ref* cs, std::size_t n, chan_base* const* locks, std::si
 
 // block: step 5 and 6. Called with every channel in locks[] held.
 select_outcome block(case_ref* cs, std::size_t n, const select_scratch& s, std::size_t m) {
+  // Pass 2 tried every case under the locks: each attempt drained the
+  // opposite queue of claimed nodes (C1) and found the buffer empty (a
+  // receive, C2) or full (a send, C3).
+  for (std::size_t i = 0; i < n; ++i) {
+    const chan_base* ch = cs[i].ch;
+    if (ch == nullptr) continue;
+    WEFT_DCHECK((cs[i].is_send ? ch->recvq : ch->sendq).empty(), "chan_core C1");
+    WEFT_DCHECK(ch->count.load(std::memory_order_relaxed) == (cs[i].is_send ? ch->cap : 0),
+                "chan_core C2/C3");
+  }
   waiter w;
   w.prepare();
   std::atomic<std::uint32_t> done{0};
@@ -177,6 +193,7 @@ select_outcome select_impl(case_ref* cs, std::size_t n, bool has_default, const 
     park_forever(wait_reason::select_forever);
   }
   if (has_default && live == 1) return {n, false};
+  perturb(perturb_site::select_locks);  // pass 1's observations go stale
 
   // Pass 2: all channels locked at once.
   const std::size_t m = distinct_channels(cs, n, s.locks);

@@ -5,19 +5,30 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <new>
 #include <system_error>
 
 #include "runtime/context.hpp"
+#include "runtime/sanitizers.hpp"
+#include "weft/detail/check.hpp"
 
 #if WEFT_TSAN
 #include <sanitizer/tsan_interface.h>
 // A stack passes from a finished fiber to the next through caches that are
 // plain per-processor lists: tell TSan that the new owner's accesses come
-// after the old owner's (which they do: the handover is ordered by the
-// switch and the processor's ownership).
+// after the old owner's. The chain, for fiber A's stack reused by fiber N:
+// A's last switch (switch_final, __tsan_switch_to_fiber with sync) orders
+// A before the context that runs recycle_action, which releases here after
+// A's context is destroyed; whoever binds N (bind_stack, on g0 or inside a
+// parking fiber's park_current) acquires here, whatever path the slot took
+// (a cache, the global list), then creates N's TSan fiber and switches to
+// it with sync. So a report of two fibers racing on one slot, one after the
+// other, names an access to A's frame that is not ordered before A ended:
+// another party still touching a node on A's stack after A was woken (a
+// real bug in that waker), not a gap here.
 #define WEFT_TSAN_RELEASE(p) __tsan_release(p)
 #define WEFT_TSAN_ACQUIRE(p) __tsan_acquire(p)
 #else
@@ -44,17 +55,23 @@ std::size_t read_max_map_count() {
 }  // namespace
 
 void stack_pool::init(std::size_t usable) {
-  page_ = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  usable_ = usable;
   // Two mappings per guarded stack; leave three quarters of the budget to
   // the application and the rest of the runtime.
-  guard_budget_ = read_max_map_count() / 8;
+  init(usable, read_max_map_count() / 8);
+}
+
+void stack_pool::init(std::size_t usable, std::size_t guard_budget) {
+  page_ = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  usable_ = usable;
+  guard_budget_ = guard_budget;
 }
 
 void stack_pool::grow_locked() {
   const bool guarded = guard_budget_ >= guarded_slab_stacks;
   const std::size_t n = guarded ? guarded_slab_stacks : canary_slab_stacks;
-  const std::size_t span = page_ + usable_;  // guard or canary page + stack
+  // Guarded: guard page + stack. Canary slabs: the stacks back to back, each
+  // canary_bytes short of its span so the slot above has its canary there.
+  const std::size_t span = guarded ? page_ + usable_ : usable_;
   // Unguarded slabs get one extra PROT_NONE page at the bottom.
   const std::size_t bytes = n * span + (guarded ? 0 : page_);
   void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
@@ -81,40 +98,66 @@ void stack_pool::grow_locked() {
       delete[] slots;
       throw std::system_error(e, std::generic_category(), "weft: mprotect of a stack guard");
     }
-    slots[i].lo = slot_base + page_;
-    slots[i].size = usable_;
-    slots[i].guarded = guarded;
+    slots[i].lo = guarded ? slot_base + page_ : slot_base;
+    slots[i].size = guarded ? usable_ : usable_ - canary_bytes;
+    slots[i].guarded = guarded || i == 0;  // the slab's guard page is under slot 0
     slots[i].resident = false;
+    slots[i].canary_above = !guarded && i + 1 < n;
   }
-  // Link in reverse so the lowest addresses are handed out first.
+  // Fresh stacks are not resident: they join the cold list (empty when a
+  // slab is added), linked in reverse so the lowest addresses go first.
   for (std::size_t i = n; i-- > 0;) {
-    slots[i].next = free_;
-    free_ = &slots[i];
+    slots[i].next = cold_;
+    cold_ = &slots[i];
   }
   if (guarded) guard_budget_ -= n;
   slabs_.push_back(slab{base, bytes, slots});
-  free_count_.fetch_add(n, std::memory_order_relaxed);
+  cold_count_.fetch_add(n, std::memory_order_relaxed);
   total_ += n;
+}
+
+void stack_pool::refill_locked(stack_cache& c) {
+  if (free_ == nullptr && cold_ == nullptr) grow_locked();
+  // Warm stacks only while there are any: a batch mixing in cold ones
+  // would hand those out first (the cache is LIFO).
+  const bool warm = free_ != nullptr;
+  stack_slot*& from = warm ? free_ : cold_;
+  // The batch keeps the list's order (lowest address first on a fresh
+  // slab), as the canary design assumes (stack_pool.hpp): the check of a
+  // stack reads the top of the slot below, which is then a stack already
+  // in use, its page resident. Reversed, the read reached an untouched
+  // page whenever a stack was handed out before the one below it.
+  stack_slot* first = from;
+  stack_slot* last = from;
+  unsigned k = 1;
+  while (k < batch && last->next != nullptr) {
+    last = last->next;
+    ++k;
+  }
+  from = last->next;
+  last->next = c.head;
+  c.head = first;
+  c.count += k;
+  if (warm) {
+    const std::size_t left = free_count_.load(std::memory_order_relaxed) - k;
+    free_count_.store(left, std::memory_order_relaxed);
+    if (left < low_) low_ = left;
+  } else {
+    cold_count_.fetch_sub(k, std::memory_order_relaxed);
+  }
 }
 
 stack_slot* stack_pool::acquire(stack_cache& c) {
   if (c.head == nullptr) {
     std::lock_guard<std::mutex> lk(mu_);
-    if (free_ == nullptr) grow_locked();
-    for (unsigned i = 0; i < batch && free_ != nullptr; ++i) {
-      stack_slot* s = free_;
-      free_ = s->next;
-      free_count_.fetch_sub(1, std::memory_order_relaxed);
-      s->next = c.head;
-      c.head = s;
-      ++c.count;
-    }
+    refill_locked(c);
   }
   stack_slot* s = c.head;
   c.head = s->next;
   --c.count;
   s->next = nullptr;
   WEFT_TSAN_ACQUIRE(s->lo);
+  WEFT_DCHECK(canary_intact(*s, s->hi()), "a free stack's canary is not zero (S4)");
   return s;
 }
 
@@ -142,34 +185,52 @@ void stack_pool::release(stack_cache& c, stack_slot* s) noexcept {
   free_count_.fetch_add(n, std::memory_order_relaxed);
 }
 
-std::size_t stack_pool::trim(std::size_t keep) noexcept {
-  if (free_count_.load(std::memory_order_relaxed) <= keep) return 0;
-  // Detach the stacks beyond the first `keep` (the LIFO keeps the hottest
-  // first), release their pages outside the lock, and put them back.
-  stack_slot* cold = nullptr;
+std::size_t stack_pool::scavenge() noexcept {
+  stack_slot* batch = nullptr;
+  std::size_t n = 0;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    stack_slot* s = free_;
-    for (std::size_t i = 1; s != nullptr && i < keep; ++i) s = s->next;
-    if (s == nullptr || s->next == nullptr) return 0;
-    cold = s->next;
-    s->next = nullptr;
+    lows_[lows_seen_ % scavenge_ticks] = low_;
+    ++lows_seen_;
+    const std::size_t count = free_count_.load(std::memory_order_relaxed);
+    low_ = count;
+    if (lows_seen_ < scavenge_ticks) return 0;
+    std::size_t unused = count;
+    for (std::size_t l : lows_) unused = std::min(unused, l);
+    if (unused <= scavenge_floor) return 0;
+    // The bottom `unused` stacks of the warm list stayed there for the
+    // last scavenge_ticks ticks (LIFO, S3); release the bottom n of them.
+    const std::size_t excess = unused - scavenge_floor;
+    n = std::min({excess, std::max(excess - excess / 2, scavenge_min_batch), scavenge_max_batch});
+    stack_slot** link = &free_;
+    for (std::size_t i = 0; i < count - n; ++i) link = &(*link)->next;
+    batch = *link;
+    *link = nullptr;
+    free_count_.store(count - n, std::memory_order_relaxed);
+    low_ = count - n;
+    for (std::size_t& l : lows_) l = l > n ? l - n : 0;
   }
-  std::size_t released = 0, n = 0;
-  stack_slot* tail = cold;
-  for (stack_slot* s = cold; s != nullptr; s = s->next) {
+  // Detached (S1): nobody else can reach these stacks while we madvise.
+  for (stack_slot* s = batch; s != nullptr; s = s->next) s->in_batch = true;
+  std::size_t released = 0;
+  stack_slot* tail = batch;
+  for (stack_slot* s = batch; s != nullptr; s = s->next) {
     if (s->resident) {
-      ::madvise(s->lo, s->size, MADV_DONTNEED);
+      // The span up to the next slot; its top page holds the canary of the
+      // slot above (canary slabs), released only with that slot (S4).
+      std::size_t bytes = (s->size + page_ - 1) & ~(page_ - 1);
+      if (s->canary_above && !(s + 1)->in_batch) bytes -= page_;
+      if (bytes > 0) ::madvise(s->lo, bytes, MADV_DONTNEED);
       s->resident = false;
       ++released;
     }
     tail = s;
-    ++n;
   }
+  for (stack_slot* s = batch; s != nullptr; s = s->next) s->in_batch = false;
   std::lock_guard<std::mutex> lk(mu_);
-  tail->next = free_;
-  free_ = cold;
-  (void)n;
+  tail->next = cold_;
+  cold_ = batch;
+  cold_count_.fetch_add(n, std::memory_order_relaxed);
   return released;
 }
 
@@ -188,7 +249,8 @@ void stack_pool::flush(stack_cache& c) noexcept {
 std::uint64_t stack_pool::stacks_out() const noexcept {
   auto* self = const_cast<stack_pool*>(this);
   std::lock_guard<std::mutex> lk(self->mu_);
-  return total_ - free_count_.load(std::memory_order_relaxed);
+  return total_ - free_count_.load(std::memory_order_relaxed) -
+         cold_count_.load(std::memory_order_relaxed);
 }
 
 void stack_pool::destroy() noexcept {
@@ -200,8 +262,12 @@ void stack_pool::destroy() noexcept {
   slabs_.clear();
   slabs_.shrink_to_fit();
   free_ = nullptr;
+  cold_ = nullptr;
   free_count_.store(0, std::memory_order_relaxed);
+  cold_count_.store(0, std::memory_order_relaxed);
   total_ = 0;
+  low_ = 0;
+  lows_seen_ = 0;
 }
 
 }  // namespace weft::detail

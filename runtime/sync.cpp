@@ -17,8 +17,15 @@
 //   Y2  A node's `queued` flag is true iff it is in its object's list.
 //   Y3  cv: a node is unparked by exactly the party that moved `outcome`
 //       from 0.
+//   Y4  Every wake goes through unlock_and_unpark, in chan_core.hpp C5's
+//       order: a plain thread unparks before it releases the object's
+//       lock. At shutdown the runtime unwinds a waiter whether or not a
+//       waker claimed its node, and the waiter's unwind path takes the
+//       lock before its frame (and node) goes; a plain thread that
+//       unparked after unlocking could read the dead node and ready a
+//       fiber record already recycled.
 //
-// Lock order: condition_variable::lk_ < poller timers lock < mutex::lk_.
+// Lock order: condition_variable::lk_ < timers lock < mutex::lk_.
 
 #include "weft/sync.hpp"
 
@@ -27,13 +34,19 @@
 #include <exception>
 #include <stdexcept>
 
+#include "runtime/debug_internal.hpp"
+#include "runtime/fiber.hpp"
 #include "runtime/futex.hpp"
-#include "runtime/scheduler.hpp"
+#include "runtime/sched_ops.hpp"
+#include "runtime/timers.hpp"
+#include "weft/detail/check.hpp"
+#include "weft/detail/perturb.hpp"
 
 namespace weft {
 namespace detail {
 
 void node_queue::push(sync_node* n) noexcept {
+  WEFT_DCHECK(!n->queued, "sync.cpp Y2: a node is queued once");
   n->next = nullptr;
   n->queued = true;
   if (tail == nullptr) {
@@ -68,6 +81,7 @@ void node_queue::remove(sync_node* n) noexcept {
     n->queued = false;
     return;
   }
+  WEFT_DCHECK(false, "sync.cpp Y2: removing a node that is not in the list");
 }
 
 sync_node* node_queue::take_all() noexcept {
@@ -77,13 +91,19 @@ sync_node* node_queue::take_all() noexcept {
   return all;
 }
 
-void unpark_all(sync_node* list) noexcept {
+void unlock_and_unpark(spinlock& lk, sync_node* list) noexcept {
+  const bool under_lock = !on_runtime_thread();  // Y4, C5
+  if (!under_lock) lk.unlock();
   // Each node may be gone as soon as it is unparked: read `next` first.
+  wake_count count;
   while (list != nullptr) {
     sync_node* next = list->next;
+    perturb(perturb_site::wake_gap);
     unpark(list->w);
+    count.woke();
     list = next;
   }
+  if (under_lock) lk.unlock();
 }
 
 std::atomic<std::int64_t> g_mutex_waiters{0};
@@ -152,6 +172,7 @@ void mutex::unlock_slow() {
     std::fputs("weft: weft::mutex::unlock of an unlocked mutex\n", stderr);
     std::abort();
   }
+  WEFT_DCHECK(((s & has_waiters) != 0) == !waiters_.empty(), "sync.cpp Y1");
   detail::sync_node* n = waiters_.pop();
   if (n == nullptr) {
     // has_waiters was stale (a waiter left while unwinding): plain unlock.
@@ -163,19 +184,18 @@ void mutex::unlock_slow() {
   // release: the new owner's acquire fence pairs with it.
   owner_.store(n->w.fiber_ != nullptr ? n->w.fiber_->get_id() : 0, std::memory_order_relaxed);
   state_.store(waiters_.empty() ? locked : (locked | has_waiters), std::memory_order_release);
-  lk_.unlock();
-  detail::unpark(n->w);
+  detail::unlock_and_unpark(lk_, n);  // Y4
 }
 
 // ---- condition_variable ----
 
 void condition_variable::notify_one() noexcept {
+  detail::note_plain_call();
   lk_.lock();
   while (detail::sync_node* n = waiters_.pop()) {
     std::uint32_t expected = 0;
     if (n->outcome.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
-      lk_.unlock();
-      detail::unpark(n->w);  // Y3
+      detail::unlock_and_unpark(lk_, n);  // Y3, Y4
       return;
     }
     // Timed out already; its owner will find it unqueued.
@@ -184,6 +204,7 @@ void condition_variable::notify_one() noexcept {
 }
 
 void condition_variable::notify_all() noexcept {
+  detail::note_plain_call();
   lk_.lock();
   detail::sync_node* woken = waiters_.take_all();
   detail::sync_node** link = &woken;
@@ -195,12 +216,10 @@ void condition_variable::notify_all() noexcept {
       *link = (*link)->next;  // timed out already
     }
   }
-  lk_.unlock();
-  detail::unpark_all(woken);
+  detail::unlock_and_unpark(lk_, woken);  // Y4
 }
 
 bool condition_variable::wait_impl(std::unique_lock<mutex>& lk, std::int64_t deadline) {
-  using detail::g_sched;
   if (deadline != INT64_MAX && deadline <= detail::now_ns()) return false;
   detail::sync_node n;
   n.w.prepare();
@@ -209,10 +228,6 @@ bool condition_variable::wait_impl(std::unique_lock<mutex>& lk, std::int64_t dea
   lk_.lock();
   waiters_.push(&n);
   lk.unlock();
-  struct both {
-    detail::spinlock* cv;
-    detail::spinlock* timers;
-  } locks{&lk_, nullptr};
   try {
     if (timed && n.w.fiber_ != nullptr) {
       t.when = deadline;
@@ -224,23 +239,8 @@ bool condition_variable::wait_impl(std::unique_lock<mutex>& lk, std::int64_t dea
           detail::unpark(node->w);  // Y3
         }
       };
-      locks.timers = &g_sched->poll.timers_lock();
-      locks.timers->lock();
-      g_sched->poll.add_timer_locked(&t);
-      detail::park(
-          n.w,
-          [](void* p) {
-            auto* l = static_cast<both*>(p);
-            l->timers->unlock();
-            l->cv->unlock();
-          },
-          &locks, detail::wait_reason::cond, this, deadline);
-      if (n.outcome.load(std::memory_order_acquire) == 1) {
-        auto& tl = g_sched->poll.timers_lock();
-        tl.lock();
-        g_sched->poll.cancel_timer_locked(&t);
-        tl.unlock();
-      }
+      detail::g_timers.park_until(n.w, &t, detail::wait_reason::cond, this, &lk_);
+      if (n.outcome.load(std::memory_order_acquire) == 1) detail::g_timers.cancel(&t);
     } else if (timed) {
       // A plain thread (or a fiber inside blocking()): sleep on a futex
       // with a timeout instead of a runtime timer.
@@ -260,13 +260,9 @@ bool condition_variable::wait_impl(std::unique_lock<mutex>& lk, std::int64_t dea
       detail::park(n.w, lk_, detail::wait_reason::cond, this);
     }
   } catch (...) {
-    // Unwound at shutdown: leave both queues; do not take the user's mutex
+    // Unwound at shutdown: leave both queues (park_until left the timers');
+    // do not take the user's mutex
     // back (it may never be free again), and make `lk` forget it owns it.
-    if (locks.timers != nullptr) {
-      locks.timers->lock();
-      g_sched->poll.cancel_timer_locked(&t);
-      locks.timers->unlock();
-    }
     lk_.lock();
     if (n.queued) waiters_.remove(&n);
     lk_.unlock();
@@ -285,6 +281,7 @@ bool condition_variable::wait_impl(std::unique_lock<mutex>& lk, std::int64_t dea
 // ---- wait_group ----
 
 void wait_group::add(int n) {
+  detail::note_plain_call();
   const std::uint64_t delta = static_cast<std::uint64_t>(static_cast<std::int64_t>(n)) << 32;
   const std::uint64_t s = state_.fetch_add(delta, std::memory_order_acq_rel) + delta;
   const auto counter = static_cast<std::int32_t>(s >> 32);
@@ -300,11 +297,11 @@ void wait_group::add(int n) {
   for (detail::sync_node* w = waiters_.head; w != nullptr; w = w->next) ++count;
   detail::sync_node* woken = waiters_.take_all();
   state_.fetch_sub(count, std::memory_order_acq_rel);  // the waiter count only
-  lk_.unlock();
-  detail::unpark_all(woken);
+  detail::unlock_and_unpark(lk_, woken);               // Y4
 }
 
 void wait_group::wait() {
+  detail::note_plain_call();
   if ((state_.load(std::memory_order_acquire) >> 32) == 0) return;
   detail::sync_node n;
   n.w.prepare();

@@ -25,21 +25,30 @@
 //     idle one, else a *spare* processor it lends (options::workers more
 //     exist, dormant). The hog keeps its processor; it is the extra, like a
 //     thread in a system call. A lent spare retires when it runs out of
-//     work. One warning per hog names the fiber and its start site.
+//     work. A warning names the fiber and its start site: the first hog
+//     from each site as it happens, later ones counted and summed up per
+//     site when the run ends (report_hog).
 //     Rejected: seizing the hog's processor as for blocking calls. The hog's
 //     machine may be inside go() or ready() using its processor's caches at
 //     any instant; making every such use safe against seizure would put a
 //     handshake on every scheduler fast path. Lending needs none.
 //     A thread the kernel descheduled (cores oversubscribed by other
 //     processes, or more workers than cores) looks the same by schedtick;
-//     its CPU time since hog_handoff / 2 (/proc schedstat) tells them apart
-//     (hog_verdict). Its queued fibers are moved all the same, but it is
-//     not reported, lends no spare and keeps sysmon on long ticks: more
-//     threads and more wakeups would only crowd the CPU further.
+//     its CPU time tells them apart (cpu_hog): only a thread that ran on a
+//     CPU for hog_handoff / 2 since sysmon marked it half-way is a hog. A
+//     fiber that is not running on a CPU is not a hog: its queued fibers
+//     are moved all the same, but it is not reported, lends no spare and
+//     keeps sysmon on long ticks: more threads and more wakeups would only
+//     crowd the CPU further. Nor is the runtime's own slow work (growing a
+//     pool, waiting out a preempted lock holder, waking a long list of
+//     waiters: processor::rtwork) counted against the fiber that needed it.
 //   Before that, at hog_handoff / 2, sysmon flags the processor; the fiber
-//   yields at its next channel, select or lock operation (preempt_point,
-//   Go's cooperative preemption), which settles most "hogs" that do call
-//   into the runtime without any hand-off or warning.
+//   yields at its next channel, select, lock or go() operation
+//   (preempt_point, Go's cooperative preemption), which settles most "hogs"
+//   that do call into the runtime without any hand-off or warning. A flag
+//   the fiber took counts as a switch even when the yield found nothing
+//   else to run and the same fiber went on (schedtick did not move): it
+//   offered its worker, so it is not a hog.
 //   Tick length (Go's, made cheaper): 20 us after it acted, doubling while
 //   nothing happens up to min(10 ms, hog_handoff / 2) while any processor
 //   is busy, and no timed tick at all when every processor is idle (a
@@ -58,17 +67,21 @@
 
 #include "runtime/sysmon.hpp"
 
-#include <fcntl.h>
+#include <malloc.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/scheduler.hpp"
+#include "runtime/sys.hpp"
+#include "weft/detail/introspect.hpp"
 #include "weft/detail/spinlock.hpp"
 #include "weft/sync.hpp"
 
@@ -83,6 +96,10 @@ constexpr int grace_ticks = 50;                 // short ticks kept after an act
 constexpr std::int64_t spin_window = 100 * us;  // spin rather than sleep this close to a deadline
 constexpr std::int64_t deadlock_tick_ns = 20 * ms;  // idle ticks while a deadlock is possible
 
+// The scavenger's tick (stack_pool.hpp): 1 s, as Go's background scavenger
+// paces itself in seconds. Tests shorten it (set_scavenge_tick).
+std::atomic<std::int64_t> g_scavenge_tick_ns{1000 * ms};
+
 struct tick_result {
   bool acted = false;                 // took a processor or moved a hog's queue
   bool probing = false;               // a blocking call is being timed: tick again soon
@@ -92,7 +109,26 @@ struct tick_result {
   bool moved = false;                 // fibers were moved off a hog onto the global queue
 };
 
-void report_hog(const fiber* f, std::int64_t ran_ns, std::size_t moved, const options& o) {
+// Hog warnings: the first hog from each start site (file:line) is reported
+// as it happens; later ones from the same site, and any from sites beyond
+// the first max_hog_sites, are counted and summed up in one line each when
+// the run ends (report_hog_summary). A loop that spawns hogs prints a few
+// lines, not one per fiber.
+constexpr std::size_t max_hog_sites = 16;
+
+void report_hog(sysmon_state& sm, const fiber* f, std::int64_t ran_ns, std::size_t moved,
+                const options& o) {
+  for (sysmon_state::hog_site& h : sm.hog_sites) {
+    if (h.line == f->get_line() && std::strcmp(h.file, f->get_file()) == 0) {
+      ++h.more;
+      return;
+    }
+  }
+  if (sm.hog_sites.size() == max_hog_sites) {
+    ++sm.hogs_unlisted;
+    return;
+  }
+  sm.hog_sites.push_back(sysmon_state::hog_site{f->get_file(), f->get_line(), 0});
   std::fprintf(stderr,
                "weft: fiber %llu (started at %s:%u) has run for %lld ms without parking or "
                "yielding; %zu fiber(s) queued behind it moved to another thread "
@@ -102,30 +138,35 @@ void report_hog(const fiber* f, std::int64_t ran_ns, std::size_t moved, const op
                static_cast<long long>(o.hog_handoff.count()));
 }
 
-// schedstat: thread `tid` of this process: nanoseconds it has run and
-// nanoseconds it has spent runnable but not running (/proc schedstat's
-// first two fields). False if the file cannot be read.
-bool schedstat(long tid, std::uint64_t& ran, std::uint64_t& waited) noexcept {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", tid);
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[128];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  unsigned long long r = 0, w = 0;
-  if (std::sscanf(buf, "%llu %llu", &r, &w) != 2) return false;
-  ran = r;
-  waited = w;
-  return true;
+void report_hog_summary(sysmon_state& sm) {
+  for (const sysmon_state::hog_site& h : sm.hog_sites) {
+    if (h.more == 0) continue;
+    std::fprintf(stderr,
+                 "weft: %llu more hog(s) by fibers started at %s:%u (the first is reported "
+                 "above)\n",
+                 static_cast<unsigned long long>(h.more), h.file, h.line);
+  }
+  if (sm.hogs_unlisted != 0) {
+    std::fprintf(stderr,
+                 "weft: %llu more hog(s) by fibers started at other sites (only %zu sites are "
+                 "named)\n",
+                 static_cast<unsigned long long>(sm.hogs_unlisted), max_hog_sites);
+  }
+  sm.hog_sites.clear();
+  sm.hogs_unlisted = 0;
 }
 
-// thread_ran_ns: CPU time of thread `tid` (ns), or -1 if unknown.
-std::int64_t thread_ran_ns(long tid) noexcept {
-  std::uint64_t ran = 0, waited = 0;
-  return tid != 0 && schedstat(tid, ran, waited) ? static_cast<std::int64_t>(ran) : -1;
+// thread_cpu_ns: CPU time (ns) that thread `tid` of this process has run,
+// user and system, up to now, or -1 if unknown. One clock_gettime on the
+// thread's CPU-time clock (the id pthread_getcpuclockid gives on Linux):
+// exact for a running thread, where /proc's schedstat lags by up to a
+// scheduler tick, and no file to open and parse.
+std::int64_t thread_cpu_ns(long tid) noexcept {
+  if (tid <= 0) return -1;
+  const auto clock = static_cast<clockid_t>((~static_cast<unsigned long>(tid) << 3) | 6);
+  timespec ts{};
+  if (::clock_gettime(clock, &ts) != 0) return -1;
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
 // A blocking call that poked the monitor awake: which processor, which call
@@ -164,10 +205,14 @@ bool check_syscall(scheduler& s, processor* p, p_watch& w, std::int64_t now, con
       in_call < 10 * ms) {
     return false;  // nothing stranded, and others can take new work
   }
-  p_status expected = p_status::syscall;
   // acq_rel: acquire the blocked machine's last writes to the processor
-  // (its release store of `syscall`); the new holder inherits them.
-  if (!p->status.compare_exchange_strong(expected, p_status::idle, std::memory_order_acq_rel)) {
+  // (its release store of `syscall`); the new holder inherits them. The
+  // CAS is from the tagged word (P3); the syscalltick re-check only keeps a
+  // new call by the same machine from being taken on the old one's timing.
+  const std::uint32_t word = p->status.load_word(std::memory_order_relaxed);
+  if ((word & 3) != static_cast<std::uint32_t>(p_status::syscall) ||
+      p->syscalltick.load(std::memory_order_relaxed) != t ||
+      !p->status.cas(word, p_status::idle, std::memory_order_acq_rel)) {
     return false;  // the call returned meanwhile (M1)
   }
   handoff_p(p);
@@ -176,86 +221,101 @@ bool check_syscall(scheduler& s, processor* p, p_watch& w, std::int64_t now, con
   return true;
 }
 
-// hog_verdict: a processor whose fiber has not switched for hog_handoff is
-// either running a hog or held by a thread the kernel descheduled (cores
-// oversubscribed: other processes, more workers than cores). schedtick
-// cannot tell them apart; the thread's CPU time since half-way can: a hog
-// ran for at least a tenth of that window, a descheduled worker (which
-// switches every few microseconds while it runs) hardly at all. Either
-// way the work queued behind it is moved; only a hog is reported and may
-// get a spare processor lent (more threads would not help a crowded CPU).
-enum { hog_yes, hog_no, hog_wait };
-int hog_verdict(const processor* p, const p_watch& w, std::int64_t now) noexcept {
-  if (w.mark_tid == 0 || w.mark_tid != p->m_tid.load(std::memory_order_relaxed)) return hog_yes;
-  const std::int64_t window = now - w.wall_mark;
-  if (window < 1 * ms) return hog_wait;  // marked on this tick or the last: look again
-  const std::int64_t cpu = thread_ran_ns(w.mark_tid);
-  if (cpu < 0) return hog_yes;
-  return (cpu - w.cpu_mark) * 10 >= window ? hog_yes : hog_no;
+// cpu_hog: a processor whose fiber has not switched for hog_handoff is
+// either running a hog or held by a thread that is not on a CPU: the
+// kernel descheduled it (cores oversubscribed by other processes, or more
+// workers than cores). schedtick cannot tell them apart; the thread's CPU
+// time can. Only time on a CPU counts against the fiber: it is a hog once
+// its thread has run for hog_handoff / 2 since sysmon marked it half-way
+// (so for at least that long in all). CPU time unknown: by wall time alone.
+bool cpu_hog(const processor* p, p_watch& w, std::int64_t hog) noexcept {
+  if (w.mark_tid == 0) return true;
+  if (w.mark_tid != p->m_tid.load(std::memory_order_relaxed)) {
+    w.cpu_mark = -1;  // another thread holds it now: measure afresh
+    return false;
+  }
+  const std::int64_t cpu = thread_cpu_ns(w.mark_tid);
+  if (cpu < 0) return true;
+  return cpu - w.cpu_mark >= hog / 2;
 }
 
 void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tick_result& r) {
   r.busy = true;
   const std::uint64_t t = p->schedtick.load(std::memory_order_relaxed);
+  const std::uint32_t rt = p->rtwork.load(std::memory_order_relaxed);
   const std::uint32_t head = p->runq.head_hint();
   const fiber* nx = p->runq.peek_next();
-  if (t != w.schedtick || w.schedtick_seen == 0) {
-    if (p->preempt.exchange(false, std::memory_order_relaxed)) {
-      g_preempt_requests.fetch_sub(1, std::memory_order_relaxed);  // it switched anyway
-    }
+  // A request that is gone while the processor still runs was taken by
+  // the fiber at a preemption point (preempt_slow): it offered its worker,
+  // and if it kept running, nothing else was runnable there (a spawning
+  // loop whose fibers other workers steal). That is a scheduling point
+  // too, not a hog: nobody waited for it.
+  const bool answered = w.asked && !p->preempt.load(std::memory_order_relaxed);
+  if (t != w.schedtick || rt != w.rtwork || (rt & 1) != 0 || w.schedtick_seen == 0 || answered) {
+    // It switched (a request is moot), or the runtime did its own work
+    // (processor::rtwork): the fiber's time counts from now.
+    drop_preempt(p);
     w.schedtick = t;
+    w.rtwork = rt;
     w.schedtick_seen = now;
     w.hog_reported = false;
     w.cpu_mark = -1;
+    w.moved = 0;
     w.runq_head = head;
     w.next = nx;
+    w.asked = false;
     return;
   }
   const std::int64_t ran = now - w.schedtick_seen;
   const std::int64_t hog = std::chrono::nanoseconds(s.opts.hog_handoff).count();
-  if (ran >= hog / 2 && !p->preempt.load(std::memory_order_relaxed)) {
+  if (ran < hog / 2) return;
+  fiber* f = p->current.load(std::memory_order_relaxed);
+  if (f == nullptr) return;  // its machine is on g0, about to pick or park
+  if (!p->preempt.load(std::memory_order_relaxed)) {
     // Ask it to yield at its next channel or lock operation (park.hpp).
     p->preempt.store(true, std::memory_order_relaxed);
     g_preempt_requests.fetch_add(1, std::memory_order_relaxed);
   }
-  if (ran >= hog / 2 && w.cpu_mark < 0) {
+  w.asked = true;
+  if (w.cpu_mark < 0) {
     w.mark_tid = p->m_tid.load(std::memory_order_relaxed);
-    w.cpu_mark = thread_ran_ns(w.mark_tid);
-    w.wall_mark = now;
+    w.cpu_mark = thread_cpu_ns(w.mark_tid);
     if (w.cpu_mark < 0) w.cpu_mark = 0, w.mark_tid = 0;  // unknown: judge by schedtick alone
   }
   if (ran < hog) return;
-  fiber* f = p->current.load(std::memory_order_relaxed);
-  if (f == nullptr) return;  // its machine is on g0, about to pick or park
-  const int verdict = hog_verdict(p, w, now);
-  if (verdict == hog_wait) return;
-  if (verdict == hog_yes) ++r.hogged;
+  const bool is_hog = cpu_hog(p, w, hog);
+  if (is_hog) ++r.hogged;
   // Stuck work: queued fibers nobody took since the last look. A queue that
-  // other workers are stealing from is being served; leave it be.
+  // other workers are stealing from is being served; leave it be. Stuck
+  // work is moved whether or not the holder is on a CPU.
   const bool stuck =
       !p->runq.looks_empty() && head == w.runq_head && (nx == nullptr || nx == w.next);
   w.runq_head = head;
   w.next = nx;
-  if (!stuck) return;
-  // M2: take what is queued behind the hog, as a thief.
-  fiber* buf[local_queue_size / 2];
   std::size_t moved = 0;
-  while (const std::uint32_t k = p->runq.steal(buf, true)) {
-    s.gq.push_many(buf, k);
-    moved += k;
+  if (stuck) {
+    // M2: take what is queued behind it, as a thief.
+    fiber* buf[local_queue_size / 2];
+    while (const std::uint32_t k = p->runq.steal(buf, true)) {
+      s.gq.push_many(buf, k);
+      moved += k;
+    }
+    w.runq_head = p->runq.head_hint();
+    w.next = p->runq.peek_next();
+    w.moved += moved;
   }
-  w.runq_head = p->runq.head_hint();
-  w.next = p->runq.peek_next();
-  if (moved == 0) return;
-  if (verdict == hog_yes && !w.hog_reported && p->schedtick.load(std::memory_order_relaxed) == t) {
-    report_hog(f, ran, moved, s.opts);
+  // Reported once per episode, and only a hog that kept others waiting.
+  if (is_hog && !w.hog_reported && w.moved != 0 &&
+      p->schedtick.load(std::memory_order_relaxed) == t) {
+    report_hog(s.sysmon, f, ran, w.moved, s.opts);
     s.sysmon.hogs.fetch_add(1, std::memory_order_relaxed);
     w.hog_reported = true;
   }
+  if (moved == 0) return;
   s.sysmon.handoffs.fetch_add(1, std::memory_order_relaxed);
-  // A hog keeps sysmon on short ticks for a while; a descheduled worker
+  // A hog keeps sysmon on short ticks for a while; a thread off the CPU
   // does not: 20 us ticks on a crowded CPU would crowd it further.
-  if (verdict == hog_yes) r.acted = true;
+  if (is_hog) r.acted = true;
   r.moved = true;
 }
 
@@ -273,6 +333,13 @@ tick_result check_all(scheduler& s, std::int64_t now, const poke_info& poke) {
         break;
       default:
         break;
+    }
+    if (p->status.load(std::memory_order_relaxed) != p_status::running) {
+      // Its fiber is gone (idle, blocking call, retired): a request set on
+      // an earlier look races with it going (F8's leak); and when it runs
+      // again its time counts from then, not from its last switch.
+      drop_preempt(p);
+      w.schedtick_seen = 0;
     }
   }
   // Work on the global queue that nobody is taking while some processor is
@@ -319,11 +386,9 @@ std::int64_t diagnostics(scheduler& s, bool idle, std::int64_t& next_trace,
     std::fputs(out.str().c_str(), stderr);
   }
   std::int64_t cap = INT64_MAX;
-  // Once a second: give back the pages of surplus free stacks (off the hot
-  // path: stack_pool.hpp), and look for fibers stuck on lock cycles.
+  // Once a second: look for fibers stuck on lock cycles.
   if (now >= next_second) {
     next_second = now + 1000 * ms;
-    s.stacks.trim(stack_pool::high_water);
     partial_deadlock_tick(s, now);
   }
   if (g_mutex_waiters.load(std::memory_order_relaxed) != 0) {
@@ -341,7 +406,7 @@ std::int64_t diagnostics(scheduler& s, bool idle, std::int64_t& next_trace,
       case deadlock_verdict::deadlocked:
         // D2: hand the verdict to run(): stop, and wake it as the last idle
         // machine would (every machine is idle).
-        s.ph.store(phase::stopping, std::memory_order_seq_cst);
+        advance_phase(s, phase::stopping);  // U5
         s.all_idle.store(1, std::memory_order_release);
         futex_wake(s.all_idle);
         break;
@@ -355,12 +420,36 @@ std::int64_t diagnostics(scheduler& s, bool idle, std::int64_t& next_trace,
   return cap;
 }
 
+// scavenger: the memory scavenger's tick (stack_pool.hpp): give back the
+// pages of free stacks and fiber records that stayed unused for a few
+// ticks. Off the hot path, and on sysmon's thread only (S3, P3). Returns
+// the longest sysmon may sleep: while warm free stacks or records above the
+// floors exist it must tick even when every processor is idle, or a
+// burst's memory would stay until the next burst.
+std::int64_t scavenger(scheduler& s, std::int64_t& next_tick) {
+  const std::int64_t now = now_ns();
+  if (now >= next_tick) {
+    next_tick = now + g_scavenge_tick_ns.load(std::memory_order_relaxed);
+    flush_idle_stack_caches();
+    const bool released = s.stacks.scavenge() + s.fibers.scavenge() != 0;
+#if defined(__GLIBC__)
+    // The pool's own lists grew with the burst (8 bytes per record) and
+    // were freed into glibc's heaps, which keep freed memory until trimmed.
+    if (released) ::malloc_trim(0);
+#else
+    (void)released;
+#endif
+  }
+  return s.stacks.scavenge_pending() || s.fibers.scavenge_pending() ? next_tick - now : INT64_MAX;
+}
+
 void loop(scheduler& s) {
   ::prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);  // 20 us ticks must not become 70 us
   sysmon_state& sm = s.sysmon;
   sm.tid.store(static_cast<long>(::gettid()), std::memory_order_relaxed);
   std::int64_t next_trace = now_ns();
   std::int64_t next_second = now_ns();
+  std::int64_t next_scavenge = now_ns();
   partial_deadlock_reset();
   const std::int64_t max_tick = std::max(
       min_tick,
@@ -399,7 +488,8 @@ void loop(scheduler& s) {
     if (r.deadline != INT64_MAX) {
       sleep_ns = std::max<std::int64_t>(0, r.deadline - now_ns() - spin_window / 2);
     }
-    const std::int64_t cap = diagnostics(s, idle, next_trace, next_second);
+    const std::int64_t cap =
+        std::min(diagnostics(s, idle, next_trace, next_second), scavenger(s, next_scavenge));
     if (cap != INT64_MAX && (sleep_ns < 0 || sleep_ns > cap))
       sleep_ns = std::max<std::int64_t>(0, cap);
     if (!sleep_for_ns(sm, sleep_ns)) continue;
@@ -432,6 +522,12 @@ void sysmon_stop(scheduler& s) {
   s.sysmon.wake.store(1, std::memory_order_release);
   futex_wake(s.sysmon.wake);
   if (s.sysmon.thread.joinable()) s.sysmon.thread.join();
+  report_hog_summary(s.sysmon);  // joined: its state is ours now (M3)
+}
+
+void set_scavenge_tick(std::chrono::milliseconds tick) noexcept {
+  g_scavenge_tick_ns.store(tick.count() > 0 ? tick.count() * ms : 1000 * ms,
+                           std::memory_order_relaxed);
 }
 
 std::uint64_t sysmon_handoffs(scheduler& s) noexcept {

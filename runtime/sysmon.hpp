@@ -2,6 +2,7 @@
 // sysmon.hpp: the monitor thread's state (sysmon.cpp has the design).
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -19,12 +20,14 @@ struct p_watch {
   std::uint32_t syscalltick = 0;
   std::int64_t syscall_seen = 0;  // when this blocking call was first seen (ns)
   bool hog_reported = false;      // the current hog was already reported
+  std::uint32_t rtwork = 0;       // processor::rtwork at the previous look
+  std::size_t moved = 0;          // fibers moved off the current suspect so far
   std::uint32_t runq_head = 0;    // run queue progress at the previous look
   const fiber* next = nullptr;    // run queue `next` at the previous look
+  bool asked = false;             // sysmon set processor::preempt in this episode
   // A suspected hog's thread: its CPU time (ns) when the suspicion began
-  // (-1: not measured yet), when that was, and which thread it was.
+  // (-1: not measured yet), and which thread it was (0: CPU time unknown).
   std::int64_t cpu_mark = -1;
-  std::int64_t wall_mark = 0;
   long mark_tid = 0;
 };
 
@@ -54,7 +57,17 @@ struct sysmon_state {
   std::atomic<std::uint32_t> poke_tick{0};
   std::atomic<std::int64_t> poked_at{0};
   std::vector<p_watch> watch;  // sysmon thread only
-  std::uint64_t gq_taken = 0;  // global queue progress at the previous tick; sysmon only
+  // Hog warnings already printed, by start site, with how many more hogs
+  // each site had since (sysmon.cpp, report_hog). Sysmon thread only, and
+  // sysmon_stop's caller after the join.
+  struct hog_site {
+    const char* file;
+    std::uint32_t line;
+    std::uint64_t more;
+  };
+  std::vector<hog_site> hog_sites;
+  std::uint64_t hogs_unlisted = 0;  // hogs from sites beyond the named ones
+  std::uint64_t gq_taken = 0;       // global queue progress at the previous tick; sysmon only
   // Statistics, written by the sysmon thread, read by stats().
   std::atomic<std::uint64_t> handoffs{0};  // processors taken from blocking calls and hogs
   std::atomic<std::uint64_t> hogs{0};      // hog episodes that needed a handoff

@@ -4,7 +4,7 @@
 // A 4-ary heap is shallower than a binary one (log4 n levels) and its four
 // children share a cache line or two, which is why Go uses it too. Each
 // timer records its position so removal (cancel, stop) is O(log n).
-// Not thread-safe: the owner (poller.cpp) guards it with its lock.
+// Not thread-safe: the owner (timers.cpp) guards it with its lock.
 
 #include <cstdint>
 #include <vector>
@@ -30,10 +30,11 @@ class timer_heap {
   bool empty() const noexcept { return h_.empty(); }
   std::size_t size() const noexcept { return h_.size(); }
   timer* top() const noexcept { return h_.front().t; }
+  timer* at(std::size_t i) const noexcept { return h_[i].t; }  // i < size(), in heap order
 
   void push(timer* t) {
-    t->index = static_cast<std::uint32_t>(h_.size());
-    h_.push_back({t->when, t});
+    h_.push_back({t->when, t});  // may throw: t stays out (timers.hpp T1)
+    t->index = static_cast<std::uint32_t>(h_.size() - 1);
     up(t->index);
   }
 

@@ -202,7 +202,7 @@ TEST_CASE("misuse throws closed_channel with Go's messages") {
     weft::chan<int> other(std::move(moved));
     CHECK_THROWS_WITH_AS(moved.close(), "close of nil channel", weft::closed_channel);
     CHECK_NOTHROW(other.close());
-    // closed_channel is a logic_error, as API.md says.
+    // closed_channel is a logic_error, as weft/chan.hpp says.
     CHECK_THROWS_AS(c.send(2), std::logic_error);
   });
 }
@@ -316,7 +316,7 @@ TEST_CASE("range-for receives every value until the channel is closed and draine
   });
 }
 
-TEST_CASE("size and capacity describe the buffer; the nil channel has neither") {
+TEST_CASE("size and capacity describe the buffer, the nil channel has neither") {
   weft::chan<int> u;
   CHECK(u.capacity() == 0);
   CHECK(u.size() == 0);
@@ -332,7 +332,7 @@ TEST_CASE("size and capacity describe the buffer; the nil channel has neither") 
   CHECK_THROWS_AS(weft::chan<int>(std::size_t{1} << 62), std::length_error);
 }
 
-TEST_CASE("copies of a chan are one channel; a moved-from chan is nil") {
+TEST_CASE("copies of a chan are one channel, a moved-from chan is nil") {
   weft::chan<int> a(2);
   weft::chan<int> b = a;
   CHECK(a == b);
@@ -376,7 +376,8 @@ TEST_CASE("send and receive on a nil channel block until shutdown unwinds them")
             for (int v : nil) (void)v;
             reached.fetch_add(1);
           });
-          weft::sleep_for(5ms);  // probe: none of them returns
+          test::await_parked(3);  // all blocked (a fiber that never started is not unwound)
+          weft::sleep_for(5ms);   // probe: none of them returns
         },
         o);
     test::check_teardown();

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <sstream>
 #include <string>
@@ -229,27 +230,6 @@ TEST_CASE("a foreign thread that notifies after 200 ms is a possible party, not 
   });
 }
 
-TEST_CASE("a deadlock is reported soon after it happens") {
-  weft::options o;
-  o.workers = 2;
-  steady_clock::time_point stuck;
-  const auto t0 = steady_clock::now();
-  CHECK_THROWS_AS(weft::run(
-                      [&] {
-                        weft::mutex mu;
-                        weft::condition_variable cv;
-                        std::unique_lock<weft::mutex> lk(mu);
-                        stuck = steady_clock::now();
-                        cv.wait(lk);
-                      },
-                      o),
-                  weft::deadlock_error);
-  const auto took = duration_cast<milliseconds>(steady_clock::now() - stuck).count();
-  CAPTURE(took);
-  CHECK(took < (test::sanitized ? 500 : 150));  // detection within 100 ms, plus shutdown
-  (void)t0;
-}
-
 TEST_CASE("dump_fibers lists every fiber with its state, wait reason and start site") {
   weft::options o;
   o.workers = 2;
@@ -286,7 +266,7 @@ TEST_CASE("dump_fibers lists every fiber with its state, wait reason and start s
         });
         parked.wait();
         while (!in_blocking.load()) weft::yield();
-        weft::sleep_for(milliseconds(20));  // probe: let the parkers reach their waits
+        test::await_parked(3);  // the parkers reached their waits
         std::ostringstream out;
         weft::dump_fibers(out);
         const std::string d = out.str();
@@ -299,7 +279,8 @@ TEST_CASE("dump_fibers lists every fiber with its state, wait reason and start s
           CHECK(d.find("(main)") != std::string::npos);
           CHECK(d.find("[mutex 0x") != std::string::npos);
           CHECK(d.find("[sleep until +") != std::string::npos);
-          CHECK(d.find("[blocking]") != std::string::npos);
+          CHECK(d.find("[blocking") !=
+                std::string::npos);  // on its worker, or offloaded to a pool thread
           CHECK(d.find("[wait_group 0x") != std::string::npos);
           CHECK(d.find("debug_test.cpp:") != std::string::npos);
         }

@@ -72,7 +72,7 @@ TEST_CASE("read returns 0 at end of stream and read_exactly throws unexpected_eo
   });
 }
 
-TEST_CASE("a read deadline expires with timed_out; clearing it lets the read wait again") {
+TEST_CASE("a read deadline expires with timed_out, clearing it lets the read wait again") {
   net_runs([](unsigned) {
     listener ln = weft::net::listen("127.0.0.1:0");
     auto [a, b] = connected_pair(ln);
@@ -293,8 +293,8 @@ TEST_CASE("several fibers wait on one pipe: all wake, and the registration is dr
         wg.done();
       });
     }
-    weft::sleep_for(20ms);  // probe only
-    CHECK(readable.load() == 3);
+    while (readable.load() < 3) weft::yield();
+    weft::sleep_for(20ms);  // probe only: the writers stay parked
     CHECK(writable.load() == 0);
     while (::read(p[0], junk.data(), junk.size()) > 0) {
     }
@@ -334,7 +334,7 @@ TEST_CASE("closing a conn from another fiber wakes its blocked reader with opera
   });
 }
 
-TEST_CASE("operations after close throw operation_canceled; closing twice throws too") {
+TEST_CASE("operations after close throw operation_canceled, closing twice throws too") {
   net_runs([](unsigned) {
     listener ln = weft::net::listen("127.0.0.1:0");
     auto [a, b] = connected_pair(ln);
@@ -544,7 +544,7 @@ TEST_CASE("at shutdown fibers blocked in accept and read are unwound and their s
             std::byte buf[4];
             b.read(buf);
           });
-          weft::sleep_for(20ms);
+          test::await_parked(4);  // all started and blocked, so all are unwound
         },
         o);
     test::check_teardown();

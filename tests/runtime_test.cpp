@@ -134,7 +134,7 @@ TEST_CASE("WEFT_WORKERS sets the processor count when options.workers is 0") {
   ::unsetenv("WEFT_WORKERS");
 }
 
-TEST_CASE("fiber ids are unique and non-zero; 0 and in_fiber()==false outside a fiber") {
+TEST_CASE("fiber ids are unique and non-zero, 0 and in_fiber()==false outside a fiber") {
   CHECK(weft::this_fiber_id() == 0);
   CHECK_FALSE(weft::in_fiber());
   test::for_each_workers([](unsigned) {

@@ -42,6 +42,16 @@ void for_each_workers(Body&& body, std::initializer_list<unsigned> counts = work
   }
 }
 
+// await_parked: yield until at least k fibers are parked, counted from
+// their records (weft::detail::fibers_parked_now; the counter-derived
+// stats().fibers_parked can count a fiber in flight between queues). The
+// caller keeps running, so it is not among them: "the k fibers I started
+// have all blocked", with no sleep, however late the machine lets them
+// start.
+inline void await_parked(std::uint64_t k) {
+  while (weft::detail::fibers_parked_now() < k) weft::yield();
+}
+
 inline std::int64_t process_cpu_ns() {
   timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);

@@ -12,16 +12,18 @@ using namespace std::chrono;
 
 TEST_SUITE_BEGIN("time");
 
-TEST_CASE("sleep_for sleeps at least its duration; zero and negative return at once") {
+TEST_CASE("sleep_for sleeps at least its duration, zero and negative return at once") {
   test::for_each_workers([](unsigned) {
     auto t0 = steady_clock::now();
     weft::sleep_for(milliseconds(15));
     CHECK(steady_clock::now() - t0 >= milliseconds(15));
-    t0 = steady_clock::now();
+    // "At once": without parking (no switch), not "within N ms", which a
+    // loaded machine may exceed between any two instructions.
+    const std::uint64_t switches = weft::stats().context_switches;
     weft::sleep_for(milliseconds(0));
     weft::sleep_for(milliseconds(-5));
     weft::sleep_until(steady_clock::now() - seconds(1));
-    CHECK(steady_clock::now() - t0 < milliseconds(5));
+    CHECK(weft::stats().context_switches == switches);
   });
 }
 
@@ -54,7 +56,11 @@ TEST_CASE("timers fire in deadline order on one worker") {
   o.workers = 1;
   weft::run(
       [] {
-        std::vector<int> order;
+        struct woke {
+          int d;
+          steady_clock::time_point at;
+        };
+        std::vector<woke> order;
         weft::wait_group wg;
         const int delays_ms[] = {30, 10, 50, 20, 40};
         // Deadlines from one base: with sleep_for, a fiber started late
@@ -65,12 +71,24 @@ TEST_CASE("timers fire in deadline order on one worker") {
         for (int d : delays_ms) {
           weft::go([&, d] {
             weft::sleep_until(base + milliseconds(d));
-            order.push_back(d);
+            order.push_back({d, steady_clock::now()});
             wg.done();
           });
         }
         wg.wait();
-        CHECK(order == std::vector<int>{10, 20, 30, 40, 50});
+        REQUIRE(order.size() == 5);
+        // A fiber never resumes ahead of one with an earlier deadline unless
+        // that deadline had passed too: then both were due at once (the
+        // worker got the CPU late) and, as in Go, either may run first. On
+        // a machine that keeps up, that is the order 10, 20, 30, 40, 50.
+        for (std::size_t i = 0; i < order.size(); ++i) {
+          for (std::size_t j = i + 1; j < order.size(); ++j) {
+            if (order[j].d >= order[i].d) continue;
+            CAPTURE(order[i].d);
+            CAPTURE(order[j].d);
+            CHECK(order[i].at >= base + milliseconds(order[j].d));
+          }
+        }
       },
       o);
   test::check_teardown();
@@ -97,7 +115,7 @@ TEST_CASE("a sleeping fiber is unwound at shutdown and its timer removed") {
             } fl{&unwound};
             weft::sleep_for(hours(1));
           });
-          weft::sleep_for(milliseconds(5));
+          test::await_parked(1);  // asleep, so it is unwound (not dropped unstarted)
         },
         o);
     CHECK(unwound.load());

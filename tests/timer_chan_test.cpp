@@ -159,7 +159,7 @@ TEST_CASE("a ticker rejects a non-positive period") {
   });
 }
 
-TEST_CASE("a moved-from ticker is stopped; the destructor stops the ticks") {
+TEST_CASE("a moved-from ticker is stopped, the destructor stops the ticks") {
   test::for_each_workers([](unsigned) {
     weft::chan<clk::time_point> c;
     {
@@ -181,7 +181,7 @@ TEST_CASE("a moved-from ticker is stopped; the destructor stops the ticks") {
   CHECK(weft::detail::last_teardown().timers_disposed == 0);
 }
 
-TEST_CASE("a ticker alive at shutdown is disposed; stopping it later is harmless") {
+TEST_CASE("a ticker alive at shutdown is disposed, stopping it later is harmless") {
   std::optional<weft::ticker> outer;
   weft::chan<clk::time_point> c;
   weft::options o;
@@ -210,19 +210,23 @@ TEST_CASE("a ticker alive at shutdown is disposed; stopping it later is harmless
 }
 
 TEST_CASE(
-    "a plain thread's pending after()s are disposed at shutdown; it uses after() again in a later "
+    "a plain thread's pending after()s are disposed at shutdown, it uses after() again in a later "
     "run") {
-  // The thread keeps a batch of its after() timers across the two runs.
+  // The thread keeps a batch of its after() timers across the two runs,
+  // and holds their channels until each run has ended (a channel's last
+  // handle going would take its timer off at once).
   weft::chan<int> go_on(1), done(1);
   std::thread t([&] {
+    weft::chan<clk::time_point> pending, again;
     for (int run = 0; run < 2; ++run) {
       (void)go_on.recv();
-      auto pending = weft::after(std::chrono::hours(1));  // batched, never fires
-      auto again = weft::after(std::chrono::hours(1));    // joins the same batch
+      pending = weft::after(std::chrono::hours(1));  // batched, never fires
+      again = weft::after(std::chrono::hours(1));    // joins the same batch
       const auto t0 = clk::now();
       const clk::time_point fired = *weft::after(200us).recv();
       done.send(fired >= t0 + 200us ? 1 : 0);
     }
+    (void)go_on.recv();
   });
   weft::options o;
   o.workers = 2;
@@ -239,6 +243,7 @@ TEST_CASE(
     CHECK(ok == 1);
     CHECK(weft::detail::last_teardown().timers_disposed >= 1);  // the 1h batch
   }
+  go_on.send(1);
   t.join();
 }
 

@@ -4,7 +4,9 @@
 For each configuration (workload, workers) the three implementations run
 interleaved (weft, go, boost, weft, go, boost, ...) --reps times, each in a
 fresh process with the same --n and --workers; the table shows the medians and
-the ratios weft/peer computed from this one run. perf/README.md defines the
+the ratios weft/peer computed from this one run. Then the C10K comparison
+(tools/c10k.py --short) and resp_server against redis-server
+(tools/resp_bench.py). perf/README.md defines the
 workloads and the command line every benchmark binary shares:
 
     BINARY WORKLOAD [--workers N] [--n COUNT] [--json]
@@ -48,6 +50,8 @@ CONFIGS = [
     # handoff only at 1 worker: with an idle worker the fiber behind the
     # blocked one is simply stolen, and no handoff is measured.
     ("handoff", 1, 21, 5),
+    # weft only: Go ends the process on a deadlock.
+    ("deadlock", 2, 11, 3),
 ]
 
 # Extra keys shown as rows of their own: (workload, key, row label).
@@ -206,12 +210,15 @@ def measure(args, available):
                 log("  %-9s %-11s workers=%d rep %d/%d: %.3f %s" %
                     (name, title, workers, rep + 1, args.reps, res["value"], res.get("unit", "")))
         row["median"] = {k: median_of(v, "value") for k, v in row["runs"].items()}
+        row["faults"] = {k: median_of(v, "minor_faults") for k, v in row["runs"].items()}
         rows.append(row)
         for wl, key, label in EXTRA_ROWS:
             if wl == name:
                 rows.append({"workload": label, "workers": workers, "n": n, "unit": row["unit"],
                              "runs": row["runs"], "errors": row["errors"],
                              "median": {k: median_of(v, key) for k, v in row["runs"].items()},
+                             "faults": {k: median_of(v, key + "_faults")
+                                        for k, v in row["runs"].items()},
                              "derived_from": key})
     return rows
 
@@ -225,16 +232,24 @@ def cell(row, key):
     return "n/a"
 
 
+def fault_cell(row, key):
+    v = row.get("faults", {}).get(key)
+    return "{:,.0f}".format(v) if v is not None else "n/a"
+
+
 def table(rows, markdown):
+    # Minor page faults (getrusage ru_minflt) of the measured part, medians,
+    # beside the figures: on a VM a first touch of a page can cost tens of us.
     head = ["workload", "workers", "n", "unit", "weft", "Go", "Boost.Fiber", "weft/Go",
-            "weft/Boost"]
+            "weft/Boost", "weft faults", "Go faults"]
     body = []
     for r in rows:
         m = r["median"]
         body.append([r["workload"], str(r["workers"]), "{:,}".format(r["n"]), r["unit"] or "?",
                      cell(r, "weft"), cell(r, "go"), cell(r, "boost_fiber"),
                      fmt_ratio(m.get("weft"), m.get("go")),
-                     fmt_ratio(m.get("weft"), m.get("boost_fiber"))])
+                     fmt_ratio(m.get("weft"), m.get("boost_fiber")),
+                     fault_cell(r, "weft"), fault_cell(r, "go")])
     if markdown:
         lines = ["| " + " | ".join(head) + " |",
                  "|" + "|".join("---" if i < 4 else "---:" for i in range(len(head))) + "|"]
@@ -268,19 +283,58 @@ def run_c10k(args):
     return text
 
 
+def run_hiredis(args):
+    """The hiredis row (tools/hiredis_bench.py); returns its output or None."""
+    script = os.path.join(ROOT, "tools/hiredis_bench.py")
+    log("running tools/hiredis_bench.py")
+    cmd = [sys.executable, script, "--reps", str(args.reps)]
+    if args.quick:
+        cmd.append("--quick")
+    if args.markdown:
+        cmd.append("--markdown")
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                           timeout=args.timeout * 4)
+    except subprocess.TimeoutExpired:
+        return "tools/hiredis_bench.py timed out"
+    text = r.stdout.strip()
+    if r.returncode != 0:
+        text += "\n(tools/hiredis_bench.py exited %d)" % r.returncode
+    return text
+
+
+def run_resp(args):
+    """tools/resp_bench.py (resp_server beside redis-server); its output, or None."""
+    script = os.path.join(ROOT, "tools/resp_bench.py")
+    if not os.path.exists(script):
+        return None
+    log("running tools/resp_bench.py")
+    argv = [sys.executable, script] + (["--quick"] if args.quick else []) + \
+        (["--markdown"] if args.markdown else [])
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=3600)
+    except subprocess.TimeoutExpired:
+        return "tools/resp_bench.py timed out"
+    text = r.stdout.rstrip()
+    if r.returncode != 0:
+        text += "\n(tools/resp_bench.py exited %d)" % r.returncode
+    return text
+
+
 def parse_args():
     p = argparse.ArgumentParser(description="weft vs Go vs Boost.Fiber, interleaved runs")
     p.add_argument("--reps", type=int, default=None,
                    help="runs per implementation and configuration (default 3, 1 with --quick)")
     p.add_argument("--only", default="",
-                   help="comma-separated workloads, e.g. spawn,pingpong (c10k for the C10K run)")
+                   help="comma-separated workloads, e.g. spawn,pingpong (c10k: the C10K run, "
+                   "hiredis: the blocking-library comparison, resp: resp_server vs redis-server)")
     p.add_argument("--quick", action="store_true", help="smoke run: smaller n, one rep")
     p.add_argument("--markdown", action="store_true", help="emit a markdown table")
     p.add_argument("--json-out", metavar="FILE", help="also write all runs and medians as JSON")
     p.add_argument("--timeout", type=int, default=600, help="seconds per run (default 600)")
     args = p.parse_args()
     args.only = set(x.strip() for x in args.only.split(",") if x.strip())
-    known = {c[0] for c in CONFIGS} | {"c10k"}
+    known = {c[0] for c in CONFIGS} | {"c10k", "hiredis", "resp"}
     unknown = args.only - known
     if unknown:
         p.error("unknown workload(s): %s (known: %s)" % (", ".join(sorted(unknown)),
@@ -309,6 +363,8 @@ def main():
     c10k = None if args.only and "c10k" not in args.only else run_c10k(args)
     if c10k is None and "c10k" in args.only:
         notes.append("c10k: tools/c10k.py not present")
+    hiredis = None if args.only and "hiredis" not in args.only else run_hiredis(args)
+    resp = None if args.only and "resp" not in args.only else run_resp(args)
 
     header = ("weft benchmarks, %s; %d CPUs: %s; Linux %s; weft %s, Go %s, Boost %s" %
               (info["date"], info["nproc"], info["cpu"], info["kernel"], info["weft_commit"],
@@ -340,10 +396,18 @@ def main():
         print()
         print("C10K (tools/c10k.py --short):")
         print(("```\n%s\n```" if md else "%s") % c10k)
+    if hiredis is not None:
+        print()
+        print("Blocking libraries (tools/hiredis_bench.py):")
+        print(hiredis)
+    if resp is not None:
+        print()
+        print(resp)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"machine": info, "reps": args.reps, "quick": args.quick,
-                       "rows": rows, "notes": notes, "c10k": c10k}, f, indent=1)
+                       "rows": rows, "notes": notes, "c10k": c10k, "hiredis": hiredis,
+                       "resp": resp}, f, indent=1)
         log("bench: wrote %s" % args.json_out)
 
 

@@ -35,7 +35,7 @@ WORK = os.path.join(ROOT, "build", "c10k")  # logs, the nginx prefix, the last r
 EXAMPLES = os.path.join(BUILD, "examples")  # weft's servers; --examples overrides
 TTY = sys.stderr.isatty()
 
-ECHO_SERVERS = ["weft", "go", "epoll", "threads"]
+ECHO_SERVERS = ["weft", "weft-reader", "go", "epoll", "threads"]
 HTTP_SERVERS = ["weft", "nginx", "go"]
 PLOT_CONNS = [1000, 2000, 5000, 10000]
 KNOWN = {("echo", n) for n in ECHO_SERVERS} | {("http", n) for n in HTTP_SERVERS}
@@ -288,6 +288,7 @@ def server_binary(kind, name):
     """The executable of server `name` of `kind` ("echo" or "http"), or None if not built."""
     paths = {
         ("echo", "weft"): os.path.join(EXAMPLES, "echo_server"),
+        ("echo", "weft-reader"): os.path.join(EXAMPLES, "echo_server"),
         ("echo", "go"): os.path.join(PERF_BIN, "go-echo"),
         ("echo", "epoll"): os.path.join(PERF_BIN, "epoll-echo"),
         ("echo", "threads"): os.path.join(PERF_BIN, "threads-echo"),
@@ -308,6 +309,8 @@ def server_argv(kind, name, port, workers):
     if (kind, name) == ("http", "nginx"):
         return nginx_argv(port), env
     argv = [server_binary(kind, name), addr]
+    if name == "weft-reader":
+        argv.append("--reader")  # every read through a weft::net::reader
     if name == "epoll" and workers:
         argv += ["--threads", str(workers)]
     return argv, env
@@ -391,7 +394,7 @@ def available(kind, names, args):
         if (kind, n) not in KNOWN:
             sys.exit(f"c10k: unknown {kind} server '{n}'")
         if server_binary(kind, n) is None:
-            if n == "weft":
+            if n.startswith("weft"):
                 what = "examples/echo_server" if kind == "echo" else "examples/http_hello"
                 sys.exit(f"c10k: build/release/{what} is missing: run tools/weft build release")
             else:
@@ -413,9 +416,10 @@ def echo_comparison(args, names):
         for n in names:
             r = echo_run(n, args.conns, args, f"{args.conns}-{rnd}")
             if r is not None:
+                r["round"] = rnd
                 results[n].append(r)
     clear_status()
-    return {n: median_result(rs) for n, rs in results.items() if rs}
+    return {n: median_result(rs) for n, rs in results.items() if rs}, results
 
 
 def fmt_num(v, digits=0):
@@ -467,6 +471,13 @@ def print_echo_ratios(res):
               f"msgs/s {ratio(w['msgs_per_s'], p['msgs_per_s']):.2f}x, "
               f"p99 {ratio(w['p99_us'], p['p99_us']):.2f}x, "
               f"peak RSS {ratio(w['server_peak_rss_kb'], p['server_peak_rss_kb']):.2f}x")
+    b = res.get("weft-reader")
+    if b:
+        cost = ratio(b["server_cpu_us_per_msg"], w["server_cpu_us_per_msg"])
+        print(f"weft-reader/weft: CPU per message {cost:.3f}x ({b['server_cpu_us_per_msg']:.2f} vs "
+              f"{w['server_cpu_us_per_msg']:.2f} us), msgs/s "
+              f"{ratio(b['msgs_per_s'], w['msgs_per_s']):.2f}x")
+        checks.append(("the reader adds at most 5% CPU per message", cost <= 1.05))
     e, g = res.get("epoll"), res.get("go")
     if e:
         checks.append(("CPU/msg within 1.1x of epoll",
@@ -476,7 +487,23 @@ def print_echo_ratios(res):
                    ("p99 no worse than Go's", w["p99_us"] <= g["p99_us"]),
                    ("peak RSS no more than Go's", w["server_peak_rss_kb"] <= g["server_peak_rss_kb"])]
     checks.append(("zero connection errors", w["errors"] + w["failed_conns"] == 0))
-    print("targets (issue 4): " + ", ".join(f"{c}: {'ok' if ok else 'MISSED'}" for c, ok in checks))
+    print("targets: " + ", ".join(f"{c}: {'ok' if ok else 'MISSED'}" for c, ok in checks))
+
+
+def print_reader_rounds(rounds):
+    """weft-reader/weft CPU per message round by round: each round runs the two
+    back to back, so on a noisy machine their ratio is steadier than the ratio of
+    the two medians, which may come from different rounds."""
+    reader = {r["round"]: r for r in rounds.get("weft-reader", [])}
+    pairs = [(w, reader[w["round"]]) for w in rounds.get("weft", []) if w["round"] in reader]
+    if len(pairs) < 2:
+        return
+    cost = [b["server_cpu_us_per_msg"] / w["server_cpu_us_per_msg"] for w, b in pairs
+            if w["server_cpu_us_per_msg"]]
+    print("weft-reader/weft CPU per message by round: "
+          + ", ".join(f"{c:.3f}x ({b['server_cpu_us_per_msg']:.2f} vs {w['server_cpu_us_per_msg']:.2f} us)"
+                      for c, (w, b) in zip(cost, pairs))
+          + f"; median {sorted(cost)[len(cost) // 2]:.3f}x")
 
 
 # ---------------------------------------------------------------- HTTP runs
@@ -567,7 +594,7 @@ def print_http_table(res, args):
                 print(f"weft/{peer}: requests/s {w['rps'] / res[peer]['rps']:.2f}x")
         if "nginx" in res:
             ok = w["rps"] >= res["nginx"]["rps"]
-            print(f"target (issue 4): requests/s at least nginx's: {'ok' if ok else 'MISSED'}")
+            print(f"target: requests/s at least nginx's: {'ok' if ok else 'MISSED'}")
 
 
 # ---------------------------------------------------------------- plot
@@ -653,7 +680,7 @@ def parse_args():
     ap.add_argument("--rounds", type=int, default=1,
                     help="interleaved rounds; tables show the median run (default 1)")
     ap.add_argument("--servers", default=",".join(ECHO_SERVERS),
-                    help="echo servers, comma-separated (default weft,go,epoll,threads)")
+                    help="echo servers, comma-separated (default weft,weft-reader,go,epoll,threads)")
     ap.add_argument("--plot-servers", default="weft,go,epoll",
                     help="servers in the --plot sweep (default weft,go,epoll: epoll is the floor)")
     ap.add_argument("--no-echo", action="store_true", help="skip the echo comparison")
@@ -703,10 +730,12 @@ def main():
         preflight(args)
         if not args.no_echo:
             names = available("echo", [s for s in args.servers.split(",") if s], args)
-            res = echo_comparison(args, names)
+            res, rounds = echo_comparison(args, names)
             results["echo"] = res
+            results["echo_rounds"] = rounds
             print_echo_table(res, args)
             print_echo_ratios(res)
+            print_reader_rounds(rounds)
             sys.stdout.flush()
         if not args.no_http:
             if shutil.which("wrk") is None:

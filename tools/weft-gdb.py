@@ -19,12 +19,44 @@
 import gdb
 import gdb.unwinder
 
-STATES = ["free", "runnable", "running", "parked", "dead"]
-REASONS = [
-    "none", "chan send", "chan recv", "select", "select (no cases)", "mutex",
-    "condition_variable", "wait_group", "sleep", "netpoll read", "netpoll write",
-    "netpoll accept", "blocking",
-]
+# Display text by enumerator name. The values come from the program's debug
+# information (_enum), so only the names must stay in step with
+# weft::detail::fiber_state (runtime/fiber.hpp) and weft::detail::wait_reason
+# (include/weft/detail/park.hpp); the texts match runtime/debug.cpp's.
+STATE_NAMES = {"free", "runnable", "running", "parked", "dead"}
+REASON_TEXT = {
+    "none": "parked", "chan_send": "chan send", "chan_recv": "chan recv", "select": "select",
+    "select_forever": "select (no cases)", "mutex": "mutex", "cond": "condition_variable",
+    "wait_group": "wait_group", "sleep": "sleep", "netpoll_read": "netpoll read",
+    "netpoll_write": "netpoll write", "blocking_call": "blocking",
+}
+
+
+def _enum(type_name, known):
+    """value -> enumerator name of an enum, from debug information. Warns
+    (the gdb_extension test fails on it) when the enum and `known` differ."""
+    t = gdb.lookup_type(type_name).strip_typedefs()
+    names = {int(fl.enumval): fl.name.split("::")[-1] for fl in t.fields()}
+    if set(names.values()) != set(known):
+        print("weft: enum tables out of step with %s: the program has %s, weft-gdb.py has %s"
+              % (type_name, sorted(names.values()), sorted(known)))
+    return names
+
+
+_ENUMS = {}  # cached per program: cleared when gdb loads another objfile
+gdb.events.new_objfile.connect(lambda _event: _ENUMS.clear())
+
+
+def _state_name(v):
+    if "state" not in _ENUMS:
+        _ENUMS["state"] = _enum("weft::detail::fiber_state", STATE_NAMES)
+    return _ENUMS["state"].get(v, str(v))
+
+
+def _reason_name(v):
+    if "reason" not in _ENUMS:
+        _ENUMS["reason"] = _enum("weft::detail::wait_reason", REASON_TEXT)
+    return _ENUMS["reason"].get(v, str(v))
 
 
 def _atomic(v):
@@ -62,17 +94,17 @@ def _records():
 
 def _live(f):
     st = int(_atomic(f["state"]))
-    return st not in (0, 4), st
+    return _state_name(st) not in ("free", "dead"), st
 
 
 def _describe(f, st):
-    state = STATES[st] if st < len(STATES) else str(st)
-    reason = int(_atomic(f["reason"]))
-    if state == "running" and reason == REASONS.index("blocking"):
+    state = _state_name(st)
+    reason = _reason_name(int(_atomic(f["reason"])))
+    if state == "running" and reason == "blocking_call":
         return "blocking"
     if state != "parked":
         return state
-    text = REASONS[reason] if reason < len(REASONS) else "parked"
+    text = REASON_TEXT.get(reason, reason)
     obj = int(_atomic(f["wait_obj"]))
     note = int(_atomic(f["wait_note"]))
     if text.startswith("netpoll"):
@@ -122,7 +154,7 @@ class WeftFibers(gdb.Command):
             live, st = _live(f)
             if not live:
                 continue
-            main = " (main)" if bool(f["is_main"]) else ""
+            main = " (main)" if bool(_atomic(f["is_main"])) else ""
             rows.append((int(_atomic(f["id"])),
                          "fiber %d [%s]: started at %s%s" % (
                              int(_atomic(f["id"])), _describe(f, st), _site(f), main)))
@@ -141,7 +173,7 @@ FRAME_SIZE = 0x40
 
 def _saved_context(f):
     st = int(_atomic(f["state"]))
-    if STATES[st] == "running":
+    if _state_name(st) == "running":
         raise gdb.GdbError("weft: fiber is running on a worker thread: use `thread apply all bt`")
     fctx = int(f["ctx"]["fctx"])
     if fctx == 0:

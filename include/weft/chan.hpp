@@ -60,7 +60,7 @@ namespace detail {
 
 [[noreturn]] void throw_closed_channel(const char* what);
 [[noreturn]] void throw_capacity_too_large();
-// chan_alloc / chan_free: memory for channel states (runtime/chan.cpp): a
+// chan_alloc / chan_free: memory for channel states (runtime/alloc.cpp): a
 // thread-caching allocator, since channels are often made on one thread
 // and freed on another (a fiber's, the poller's for after()).
 void* chan_alloc(std::size_t size, std::size_t align);
@@ -177,6 +177,9 @@ struct chan_state final : chan_base {
       case op_result::blocked:
         break;
     }
+    // Blocked: try_send drained recvq of claimed nodes (C1) and found no room (C3).
+    WEFT_DCHECK(recvq.empty(), "chan_core C1");
+    WEFT_DCHECK(count.load(std::memory_order_relaxed) == cap, "chan_core C3");
     waiter w;
     w.prepare();
     chan_node node;
@@ -200,6 +203,9 @@ struct chan_state final : chan_base {
       case op_result::blocked:
         break;
     }
+    // Blocked: try_recv drained sendq of claimed nodes (C1); the buffer is empty (C2).
+    WEFT_DCHECK(sendq.empty(), "chan_core C1");
+    WEFT_DCHECK(count.load(std::memory_order_relaxed) == 0, "chan_core C2");
     waiter w;
     w.prepare();
     chan_node node;
@@ -208,6 +214,19 @@ struct chan_state final : chan_base {
     recvq.push(&node);
     park_node(w, node, recvq, wait_reason::chan_recv);
     // A sender filled `out`, or close() left it empty.
+  }
+
+  // destroy_fn: the default destroy (chan_base::destroy): destroys the
+  // buffered values and frees the state.
+  static void destroy_fn(chan_base* b) noexcept {
+    auto* s = static_cast<chan_state*>(b);
+    if constexpr (!std::is_trivially_destructible_v<stored>) {
+      const std::size_t n = s->count.load(std::memory_order_relaxed);
+      stored* buf = s->buf();
+      for (std::size_t i = 0; i < n; ++i) buf[s->wrap(s->head + i)].~stored();
+    }
+    s->~chan_state();
+    chan_free(static_cast<void*>(s), align_all);
   }
 
   // offer: a send that never blocks: false (and v untouched) when the
@@ -260,17 +279,6 @@ struct chan_state final : chan_base {
       lock.unlock();
       throw;
     }
-  }
-
-  static void destroy_fn(chan_base* b) noexcept {
-    auto* s = static_cast<chan_state*>(b);
-    if constexpr (!std::is_trivially_destructible_v<stored>) {
-      const std::size_t n = s->count.load(std::memory_order_relaxed);
-      stored* buf = s->buf();
-      for (std::size_t i = 0; i < n; ++i) buf[s->wrap(s->head + i)].~stored();
-    }
-    s->~chan_state();
-    chan_free(static_cast<void*>(s), align_all);
   }
 };
 
@@ -368,6 +376,7 @@ class chan {
   // (they throw). Throws closed_channel: "close of closed channel",
   // "close of nil channel".
   void close() const {
+    detail::note_entry();
     if (s_ == nullptr) detail::throw_closed_channel("close of nil channel");
     s_->close();
   }
@@ -395,6 +404,7 @@ class chan {
     T&& operator*() const noexcept { return std::move(*cur_); }
     iterator& operator++() {
       cur_.reset();
+      detail::note_entry();
       c_->recv_into(cur_);
       return *this;
     }
@@ -405,7 +415,10 @@ class chan {
 
    private:
     friend class chan;
-    explicit iterator(const chan* c) : c_(c) { c->recv_into(cur_); }
+    explicit iterator(const chan* c) : c_(c) {
+      detail::note_entry();
+      c->recv_into(cur_);
+    }
     const chan* c_ = nullptr;
     mutable std::optional<T> cur_;
   };

@@ -5,6 +5,8 @@
 #include <iosfwd>
 #include <stdexcept>
 
+#include "weft/detail/cxx20.hpp"
+
 namespace weft {
 
 // runtime_stats: counters for the current run (reset when run starts; all

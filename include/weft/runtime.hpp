@@ -1,15 +1,16 @@
 #pragma once
 // weft/runtime.hpp: start the runtime, start fibers, yield.
 //
-// Everything here follows API.md "Runtime". Two places where the C++ spelling
+// docs/REFERENCE.md "Runtime" describes all of it. Two places where the C++ spelling
 // differs from a plain function template, both invisible at the call site:
 //
-//  * `weft::go` is a class template with a deduction guide, not a function
-//    template. `weft::go(f, args...)` reads and behaves exactly like a call
-//    (the temporary's constructor starts the fiber); the class form is what
-//    lets a defaulted `std::source_location` follow a parameter pack, so every
-//    fiber knows the file and line that started it. Taking `&weft::go` is not
-//    supported.
+//  * `weft::go` is a set of function templates, one per number of
+//    arguments after the callable (up to eight), each ending in a defaulted
+//    `std::source_location` parameter, so every fiber knows the file and line
+//    that started it (a defaulted parameter cannot follow a parameter pack).
+//    Every spelling is a plain call: `weft::go(task);`, `weft::go(f, a, b);`,
+//    `weft::go([&] { ... });`, `weft::go(std::move(job));`. Pass more
+//    arguments through a lambda. Taking `&weft::go` is not supported.
 //  * `weft::run` takes an extra defaulted `std::source_location` after
 //    `options`; it names the main fiber's start site in dumps and reports.
 
@@ -38,10 +39,12 @@ struct options {
   // At least one page, at most 1 GiB.
   std::size_t stack_size = 0;
   // A worker inside weft::blocking() longer than this loses its run queue to
-  // another thread. Must be positive.
+  // another thread. Must be positive; beyond about 146 years it saturates
+  // (never hands off).
   std::chrono::microseconds blocking_handoff{20};
   // A fiber that runs this long without parking or yielding: its worker's run
-  // queue is handed off and a warning is printed once. Must be positive.
+  // queue is handed off and a warning is printed once. Must be positive;
+  // beyond about 146 years it saturates (never).
   std::chrono::milliseconds hog_handoff{10};
 };
 
@@ -88,33 +91,115 @@ struct closure_traits {
 
 }  // namespace detail
 
-// go: start a fiber running f(args...), with f and args decay-copied as by
-// std::thread. Callable from any fiber, and from any thread while a runtime
-// is running (then the fiber is queued globally). Throws std::logic_error
-// when no runtime is running, or from a non-fiber thread once shutdown has
-// begun. An exception escaping the fiber prints
-// `weft: fiber <id> (started at <file>:<line>) terminated by exception: ...`
-// and calls std::terminate, like an unrecovered panic in Go.
+namespace detail {
+
+// go_site: go()'s last, defaulted parameter: the caller's file and line.
+// A type of its own, so that a std::source_location passed on to the fiber
+// is taken as an argument, never as the site.
+struct go_site {
+  go_site(source_location l) noexcept : loc(l) {}  // implicit: the default argument
+  source_location loc;
+};
+
+// spawn: go() with its site. The closure holds decayed copies of f and
+// args, as std::thread's does, and calls f(std::move(args)...).
 template <class F, class... Args>
-struct go {
-  explicit go(F&& f, Args&&... args,
-              detail::source_location loc = detail::source_location::current()) {
+void spawn(const source_location& loc, F&& f, Args&&... args) {
+  constexpr bool move_only_lvalue =
+      ((std::is_lvalue_reference_v<Args> && !std::is_copy_constructible_v<std::decay_t<Args>> &&
+        std::is_move_constructible_v<std::decay_t<Args>>) ||
+       ...) ||
+      (std::is_lvalue_reference_v<F> && !std::is_copy_constructible_v<std::decay_t<F>> &&
+       std::is_move_constructible_v<std::decay_t<F>>);
+  static_assert(!move_only_lvalue,
+                "weft::go copies its arguments into the fiber, and a move-only lvalue cannot be "
+                "copied: pass it with std::move, e.g. weft::go(serve, std::move(c))");
+  constexpr bool decay_copyable = std::is_constructible_v<std::decay_t<F>, F> &&
+                                  (std::is_constructible_v<std::decay_t<Args>, Args> && ...);
+  static_assert(move_only_lvalue || decay_copyable,
+                "weft::go: f and every argument must be copyable or movable into the fiber");
+  constexpr bool invocable = std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>;
+  static_assert(!decay_copyable || invocable,
+                "weft::go: f(args...) must be callable with the decayed arguments, as rvalues");
+  if constexpr (decay_copyable && invocable) {
     using closure = std::tuple<std::decay_t<F>, std::decay_t<Args>...>;
-    static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
-                  "weft::go: f(args...) must be callable with the decayed arguments");
     void* storage = nullptr;
-    detail::fiber* fb = detail::allocate_fiber(sizeof(closure), alignof(closure), &storage);
+    fiber* fb = allocate_fiber(sizeof(closure), alignof(closure), &storage);
     try {
       ::new (storage) closure(std::forward<F>(f), std::forward<Args>(args)...);
     } catch (...) {
-      detail::discard_fiber(fb);
+      discard_fiber(fb);
       throw;
     }
-    detail::launch_fiber(fb, &detail::closure_traits<closure>::ops, loc.file_name(), loc.line());
+    launch_fiber(fb, &closure_traits<closure>::ops, loc.file_name(), loc.line());
   }
-};
-template <class F, class... Args>
-go(F&&, Args&&...) -> go<F, Args...>;
+}
+
+}  // namespace detail
+
+// go: start a fiber running f(args...), with f and args decay-copied as by
+// std::thread (pass a move-only lvalue with std::move; a reference with
+// std::ref). Callable from any fiber, and from any thread while a runtime
+// is running (then the fiber is queued globally). Throws std::logic_error
+// when no runtime is running, or from a non-fiber thread once shutdown has
+// begun. Called by a fiber that the runtime unwinds at shutdown (from a
+// destructor), it returns normally and the new fiber never runs: its
+// closure is destroyed unrun, like any fiber that never started. An
+// exception escaping the fiber prints
+// `weft: fiber <id> (started at <file>:<line>) terminated by exception: ...`
+// and calls std::terminate, like an unrecovered panic in Go. The file and
+// line are go()'s caller's; up to eight arguments follow f.
+template <class F>
+void go(F&& f, detail::go_site site = detail::source_location::current()) {
+  detail::spawn(site.loc, std::forward<F>(f));
+}
+template <class F, class A1>
+void go(F&& f, A1&& a1, detail::go_site site = detail::source_location::current()) {
+  detail::spawn(site.loc, std::forward<F>(f), std::forward<A1>(a1));
+}
+template <class F, class A1, class A2>
+void go(F&& f, A1&& a1, A2&& a2, detail::go_site site = detail::source_location::current()) {
+  detail::spawn(site.loc, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+}
+template <class F, class A1, class A2, class A3>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3,
+        detail::go_site site = detail::source_location::current()) {
+  detail::spawn(site.loc, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                std::forward<A3>(a3));
+}
+template <class F, class A1, class A2, class A3, class A4>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4,
+        detail::go_site site = detail::source_location::current()) {
+  detail::spawn(site.loc, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                std::forward<A3>(a3), std::forward<A4>(a4));
+}
+template <class F, class A1, class A2, class A3, class A4, class A5>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4, A5&& a5,
+        detail::go_site site = detail::source_location::current()) {
+  detail::spawn(site.loc, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                std::forward<A3>(a3), std::forward<A4>(a4), std::forward<A5>(a5));
+}
+template <class F, class A1, class A2, class A3, class A4, class A5, class A6>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4, A5&& a5, A6&& a6,
+        detail::go_site site = detail::source_location::current()) {
+  detail::spawn(site.loc, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                std::forward<A3>(a3), std::forward<A4>(a4), std::forward<A5>(a5),
+                std::forward<A6>(a6));
+}
+template <class F, class A1, class A2, class A3, class A4, class A5, class A6, class A7>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4, A5&& a5, A6&& a6, A7&& a7,
+        detail::go_site site = detail::source_location::current()) {
+  detail::spawn(site.loc, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                std::forward<A3>(a3), std::forward<A4>(a4), std::forward<A5>(a5),
+                std::forward<A6>(a6), std::forward<A7>(a7));
+}
+template <class F, class A1, class A2, class A3, class A4, class A5, class A6, class A7, class A8>
+void go(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4, A5&& a5, A6&& a6, A7&& a7, A8&& a8,
+        detail::go_site site = detail::source_location::current()) {
+  detail::spawn(site.loc, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                std::forward<A3>(a3), std::forward<A4>(a4), std::forward<A5>(a5),
+                std::forward<A6>(a6), std::forward<A7>(a7), std::forward<A8>(a8));
+}
 
 // run: start the runtime, run main_fn as the first fiber, and return when it
 // returns: its result if it returns int, else 0. Then every fiber still
@@ -140,7 +225,9 @@ int run(F&& main_fn, options opts = {},
 }
 
 // yield: let other runnable fibers run; the caller stays runnable. Outside a
-// fiber it yields the OS thread.
+// fiber it yields the OS thread. In a destructor that runs while the
+// runtime unwinds the calling fiber at shutdown it returns at once (no
+// other fiber runs then).
 void yield();
 
 // this_fiber_id: the running fiber's id; 0 outside a fiber. Ids are unique

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "weft/detail/duration.hpp"
 #include "weft/detail/park.hpp"
 #include "weft/detail/spinlock.hpp"
 #include "weft/runtime.hpp"
@@ -39,7 +40,10 @@ struct node_queue {
   bool empty() const noexcept { return head == nullptr; }
 };
 
-void unpark_all(sync_node* list) noexcept;
+// unlock_and_unpark: release `lk` and unpark every node of `list` (linked
+// by next; claimed under `lk`), in the order chan_core.hpp C5 prescribes.
+// The nodes may be gone once this returns.
+void unlock_and_unpark(spinlock& lk, sync_node* list) noexcept;
 std::int64_t steady_ns(std::chrono::steady_clock::time_point t) noexcept;
 // For the lock-cycle detector (runtime/deadlock.cpp): the id of the fiber
 // holding a weft::mutex (0: a plain thread, or unlocked), and the number of
@@ -117,15 +121,23 @@ class condition_variable {
     while (!pred()) wait(lk);
   }
 
+  // wait_until / wait_for: as std's, for any clock and duration type,
+  // floating-point ones included (weft/time.hpp says how durations are
+  // read): a NaN throws std::invalid_argument, a time already past or a
+  // non-positive duration (-infinity included) times out at once without
+  // releasing `lk`, and a very long wait (+infinity) in effect never times
+  // out.
   template <class Clock, class Duration>
   std::cv_status wait_until(std::unique_lock<mutex>& lk,
                             const std::chrono::time_point<Clock, Duration>& t) {
-    return wait_impl(lk, deadline_of(t)) ? std::cv_status::no_timeout : std::cv_status::timeout;
+    return wait_impl(lk, detail::deadline_ns(t, "weft::condition_variable::wait_until"))
+               ? std::cv_status::no_timeout
+               : std::cv_status::timeout;
   }
   template <class Clock, class Duration, class Pred>
   bool wait_until(std::unique_lock<mutex>& lk, const std::chrono::time_point<Clock, Duration>& t,
                   Pred pred) {
-    const std::int64_t d = deadline_of(t);
+    const std::int64_t d = detail::deadline_ns(t, "weft::condition_variable::wait_until");
     while (!pred()) {
       if (!wait_impl(lk, d)) return pred();
     }
@@ -134,31 +146,20 @@ class condition_variable {
   template <class Rep, class Period>
   std::cv_status wait_for(std::unique_lock<mutex>& lk,
                           const std::chrono::duration<Rep, Period>& d) {
-    return wait_until(lk, std::chrono::steady_clock::now() + clamp(d));
+    return wait_until(lk, after_now(d));
   }
   template <class Rep, class Period, class Pred>
   bool wait_for(std::unique_lock<mutex>& lk, const std::chrono::duration<Rep, Period>& d,
                 Pred pred) {
-    return wait_until(lk, std::chrono::steady_clock::now() + clamp(d), std::move(pred));
+    return wait_until(lk, after_now(d), std::move(pred));
   }
 
  private:
   template <class Rep, class Period>
-  static std::chrono::steady_clock::duration clamp(const std::chrono::duration<Rep, Period>& d) {
-    using namespace std::chrono;
-    if (d <= duration<Rep, Period>::zero()) return steady_clock::duration::zero();
-    if (d >= duration_cast<duration<Rep, Period>>(hours(24 * 365 * 100)))
-      return hours(24 * 365 * 100);
-    return ceil<steady_clock::duration>(d);
-  }
-  template <class Clock, class Duration>
-  static std::int64_t deadline_of(const std::chrono::time_point<Clock, Duration>& t) {
-    if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-      return detail::steady_ns(
-          std::chrono::time_point_cast<std::chrono::steady_clock::duration>(t));
-    } else {
-      return detail::steady_ns(std::chrono::steady_clock::now() + clamp(t - Clock::now()));
-    }
+  static std::chrono::steady_clock::time_point after_now(
+      const std::chrono::duration<Rep, Period>& d) {
+    const std::int64_t ns = detail::timeout_ns(d, "weft::condition_variable::wait_for");
+    return std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
   }
   // Returns false on timeout. `deadline` in steady_clock ns; INT64_MAX = none.
   bool wait_impl(std::unique_lock<mutex>& lk, std::int64_t deadline);

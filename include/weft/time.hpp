@@ -4,48 +4,48 @@
 // Zero or negative durations expire at once. Timers are serviced by the
 // runtime's poller thread with nanosecond resolution (epoll_pwait2), so
 // sleep_for(1us) sleeps microseconds, not a millisecond.
+//
+// Durations of any representation are accepted, floating-point ones
+// included, and none is undefined behaviour: a NaN duration throws
+// std::invalid_argument naming the call; -infinity expires at once, like
+// any negative duration; a duration too long to represent (more than
+// about 146 years), +infinity included, saturates to about 146 years,
+// which in effect is forever. Fractions of a nanosecond round up.
 
 #include <chrono>
 #include <cstdint>
 
 #include "weft/chan.hpp"
+#include "weft/detail/duration.hpp"
 
 namespace weft {
 
-// sleep_until: park the calling fiber until t. Outside a fiber (or inside
-// weft::blocking) it sleeps the calling thread.
+// sleep_until: park the calling fiber until t; a t already past returns
+// at once, time_point::max() sleeps forever. Outside a fiber (or inside
+// weft::blocking) it sleeps the calling thread. In a destructor that runs
+// while the runtime unwinds the calling fiber at shutdown it returns at
+// once: no timer fires any more, and shutdown does not wait.
 void sleep_until(std::chrono::steady_clock::time_point t);
 
-// sleep_for: park the calling fiber for at least d.
+// sleep_for: park the calling fiber for at least d. Zero, negative and
+// -infinite d return at once; +infinity sleeps forever (see above); NaN
+// throws std::invalid_argument. At shutdown, as sleep_until.
 template <class Rep, class Period>
 void sleep_for(const std::chrono::duration<Rep, Period>& d) {
-  using namespace std::chrono;
-  if (d <= duration<Rep, Period>::zero()) return;
-  const auto now = steady_clock::now();
-  if (d >= duration_cast<duration<Rep, Period>>(steady_clock::time_point::max() - now)) {
-    sleep_until(steady_clock::time_point::max());
-  } else {
-    sleep_until(now + ceil<steady_clock::duration>(d));
-  }
+  const std::int64_t ns = detail::timeout_ns(d, "weft::sleep_for");
+  if (ns == 0) return;
+  sleep_until(std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns));
 }
 
 namespace detail {
-// Nanoseconds from now, clamped to [0, INT64_MAX / 2] ("never", in effect).
-template <class Rep, class Period>
-std::int64_t clamp_ns(const std::chrono::duration<Rep, Period>& d) {
-  using namespace std::chrono;
-  constexpr std::int64_t limit = INT64_MAX / 2;
-  if (d <= duration<Rep, Period>::zero()) return 0;
-  if (d >= duration_cast<duration<Rep, Period>>(nanoseconds(limit))) return limit;
-  return ceil<nanoseconds>(d).count();
-}
 chan<std::chrono::steady_clock::time_point> make_after(std::int64_t ns);
 chan<std::chrono::steady_clock::time_point> make_ticker(std::int64_t period_ns);
 void stop_ticker(const chan<std::chrono::steady_clock::time_point>& c) noexcept;
 }  // namespace detail
 
 // after: a channel that receives the steady_clock time once, when d has
-// elapsed (Go's time.After); zero or negative d fires at once. It never
+// elapsed (Go's time.After); zero, negative and -infinite d fire at once,
+// +infinity never does, NaN throws std::invalid_argument. It never
 // fires early; to keep many timeouts cheap it may fire up to d/16 (at most
 // 50 us) late, like a batch of timers due together. The channel
 // holds that one value (capacity 1), so nobody has to receive it. Use it as
@@ -53,11 +53,13 @@ void stop_ticker(const chan<std::chrono::steady_clock::time_point>& c) noexcept;
 // The timer is the runtime's: callable from fibers, and from other threads
 // while a runtime is running; with no runtime running (or once it is
 // shutting down) it throws std::logic_error. A pending `after` keeps the
-// runtime from reporting a deadlock until it fires, received or not; one
-// still pending when run() returns is discarded.
+// runtime from reporting a deadlock until it fires, received or not, or
+// until the last handle to its channel goes: then nobody can receive it,
+// and its timer and channel are freed at once (Go 1.23's rule), not at the
+// deadline. One still pending when run() returns is discarded.
 template <class Rep, class Period>
 chan<std::chrono::steady_clock::time_point> after(const std::chrono::duration<Rep, Period>& d) {
-  return detail::make_after(detail::clamp_ns(d));
+  return detail::make_after(detail::timeout_ns(d, "weft::after"));
 }
 
 // ticker: sends the steady_clock time on c() every `period` (Go's
@@ -66,8 +68,10 @@ chan<std::chrono::steady_clock::time_point> after(const std::chrono::duration<Re
 // them. stop() (and the destructor) ends the ticks; c() stays valid and
 // receives no more. Move-only; a moved-from ticker is stopped and its c()
 // is the nil channel. Construction throws std::invalid_argument for a
-// non-positive period and std::logic_error where `after` does; stop() and
-// the destructor may be called from anywhere, also after run() returned.
+// non-positive period (-infinity included) or a NaN one, and
+// std::logic_error where `after` does; a period of +infinity never ticks.
+// stop() and the destructor may be called from anywhere, also after run()
+// returned.
 class ticker {
  public:
   template <class Rep, class Period>
@@ -95,8 +99,9 @@ class ticker {
  private:
   template <class Rep, class Period>
   static std::int64_t positive_ns(const std::chrono::duration<Rep, Period>& period) {
-    if (period <= std::chrono::duration<Rep, Period>::zero()) throw_bad_period();
-    return detail::clamp_ns(period);
+    const std::int64_t ns = detail::saturated_ns(period, "weft::ticker");
+    if (ns <= 0) throw_bad_period();
+    return ns;
   }
   [[noreturn]] static void throw_bad_period();
 

@@ -11,6 +11,9 @@ trap 'rm -f "$core"' EXIT
 fail() { echo "FAILED ($2): $1"; exit 1; }
 check() {
   out=$1 what=$2
+  if echo "$out" | grep -q "enum tables out of step"; then
+    fail "tools/weft-gdb.py's enum names differ from the program's" "$what"
+  fi
   echo "$out" | grep -Eq "^weft: 3 fibers" || fail "weft fibers did not list 3 fibers" "$what"
   echo "$out" | grep -Eq "^fiber 1 \[running\]: started at .*parked_program.cpp:[0-9]+ \(main\)" ||
     fail "main not listed as running" "$what"

@@ -1,19 +1,22 @@
 // Must print the one-time hog warning and then finish normally.
-#include <chrono>
+#include <atomic>
 #include <cstdio>
 #include <weft/weft.hpp>
 
 int main() {
   weft::options o;
   o.workers = 1;
+  std::atomic<bool> main_ran{false};
   weft::run(
-      [] {
-        weft::go([] {
-          const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
-          while (std::chrono::steady_clock::now() < until) {
+      [&] {
+        weft::go([&] {
+          // No scheduling point until the fiber queued behind it has run:
+          // sysmon must move it (and lend it a processor), on any machine.
+          while (!main_ran.load()) {
           }
         });
         weft::yield();  // queued behind the hog: sysmon moves us
+        main_ran = true;
       },
       o);
   std::fputs("hog test finished\n", stderr);

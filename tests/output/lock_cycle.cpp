@@ -27,7 +27,9 @@ int main() {
         });
         weft::go([] { weft::sleep_for(std::chrono::hours(1)); });
         both_hold.wait();
-        weft::sleep_for(std::chrono::milliseconds(2500));  // probe: the warning comes meanwhile
+        // The warning needs a 1 s wait and two once-a-second ticks that agree
+        // (deadlock.cpp); 5 s leaves room for a loaded machine.
+        weft::sleep_for(std::chrono::milliseconds(5000));
       },
       o);
   std::fputs("main returned\n", stderr);

@@ -40,17 +40,22 @@
 //       with that: unwinding starts only once no worker runs a fiber, and
 //       the thread that unwinds runs one fiber at a time. A parked OS
 //       thread is never unwound; its node stays valid until it is woken.
+//       Every other lock a waiter parks under follows the same rule
+//       (weft::mutex, condition_variable, wait_group, descriptor locks:
+//       unlock_and_unpark, sync.cpp Y4).
 //   C6  A claimed node is never linked again; `closed` and the slot are
 //       written by the claimer before the unpark.
 //
-// Lock order: poller timers lock < channel locks (in address order) <
-//   scheduler locks (ready/wakep may take sched::mu or the global queue).
+// Lock order: timers lock < channel locks (in address order) <
+//   scheduler locks (ready/wakep may take scheduler::mu or the global queue).
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 
+#include "weft/detail/check.hpp"
 #include "weft/detail/park.hpp"
+#include "weft/detail/perturb.hpp"
 #include "weft/detail/spinlock.hpp"
 
 namespace weft::detail {
@@ -82,6 +87,9 @@ class node_fifo {
   }
 
   void push(chan_node* n) noexcept {
+    WEFT_DCHECK(!n->queued, "chan_core C4/C6: a node is linked once");
+    WEFT_DCHECK(n->sel == nullptr || n->sel->load(std::memory_order_relaxed) == 0,
+                "chan_core C6: a claimed select node is never linked again");
     n->next = nullptr;
     n->prev = tail_;
     n->queued = true;
@@ -109,7 +117,10 @@ class node_fifo {
   }
 
   // remove: n must be queued here (C4).
-  void remove(chan_node* n) noexcept { unlink(n); }
+  void remove(chan_node* n) noexcept {
+    WEFT_DCHECK(n->queued, "chan_core C4: removing a node that is not queued");
+    unlink(n);
+  }
 
   // length_locked: nodes queued (for tests; walks the list).
   std::size_t length_locked() const noexcept {
@@ -168,23 +179,24 @@ inline chan_node* claim(node_fifo& q) noexcept {
   return nullptr;
 }
 
-// on_runtime_thread: true on a thread the runtime runs fibers on (chan.cpp).
-bool on_runtime_thread() noexcept;
-
 // unlock_and_wake: release `lk` and unpark the owner of a node claimed under
 // it, in the order C5 prescribes; with no node (null), just release `lk`.
 // n may be gone once this returns.
 inline void unlock_and_wake(spinlock& lk, chan_node* n) noexcept {
+  WEFT_DCHECK(lk.is_locked(), "chan_core C5: unlock_and_wake without the lock");
   if (n == nullptr) {
     lk.unlock();
     return;
   }
+  WEFT_DCHECK(!n->queued, "chan_core C4: a claimed node is unlinked");
   waiter* w = n->w;
   if (w->fiber_ != nullptr && !on_runtime_thread()) {
     unpark(*w);
+    perturb(perturb_site::wake_gap);
     lk.unlock();
   } else {
     lk.unlock();
+    perturb(perturb_site::wake_gap);
     unpark(*w);
   }
 }
@@ -204,9 +216,12 @@ class wake_list {
     }
   }
   void wake_unlocked() noexcept {
+    wake_count count;
     for (chan_node* n = later_; n != nullptr;) {
       chan_node* next = n->next;  // n may be gone once its owner runs
+      perturb(perturb_site::wake_gap);
       unpark(*n->w);
+      count.woke();
       n = next;
     }
     later_ = nullptr;
@@ -239,10 +254,18 @@ struct alignas(64) chan_base {
   // Second line: written only when handles are copied or dropped, and
   // room for the runtime timer that feeds an after() or ticker channel, so
   // the poller firing it finds the timer and the count in one line.
-  // Handles referring to this channel (plus one per runtime timer feeding
-  // it). The last release destroys it through `destroy`.
+  // Handles referring to this channel, plus timer_hold while a runtime
+  // timer may still send to it (timer_chan.cpp). The last release destroys
+  // it through `destroy`.
   alignas(64) std::atomic<std::size_t> refs{1};
-  void (*destroy)(chan_base*) noexcept = nullptr;  // immutable
+  // destroy: called by the release that drops the last reference (refs ==
+  // 0) to free the channel; for a channel a timer holds, also by the
+  // release of its last handle while the timer still holds it (refs ==
+  // timer_hold + 1, that handle's reference still counted), so that
+  // timer_chan.cpp takes the timer back at once. Set before the channel is
+  // shared; immutable then.
+  void (*destroy)(chan_base*) noexcept = nullptr;
+  static constexpr std::size_t timer_hold = std::size_t{1} << 40;
   static constexpr std::size_t extra_size = 48;
   // Owned by whoever made the channel with a timer (timer_chan.cpp);
   // trivially destructible contents only.
@@ -252,9 +275,18 @@ struct alignas(64) chan_base {
     refs.fetch_add(1, std::memory_order_relaxed);  // a new handle comes from an existing one
   }
   void release() noexcept {
+    // relaxed: only picks the path; release_held decides on acquired values.
+    const std::size_t r = refs.load(std::memory_order_relaxed);
+    if (r > timer_hold) {
+      release_held(r);
+      return;
+    }
     // acq_rel: the last owner's destroy must see every other owner's writes.
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(this);
   }
+  // release_held: release() of a handle while a timer holds the channel
+  // (chan.cpp); `r` is the count last seen.
+  void release_held(std::size_t r) noexcept;
 
   // Readiness hints for select, read without the lock. Each may be stale;
   // a "ready" answer is verified under the lock. A "not ready" answer is a

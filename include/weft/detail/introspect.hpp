@@ -1,6 +1,8 @@
 #pragma once
 // detail/introspect.hpp: hooks for weft's own tests. Not public API.
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 
 namespace weft::detail {
@@ -12,6 +14,7 @@ struct teardown_report {
   std::uint64_t timers_disposed;     // runtime-owned timers (after, ticker) dropped at shutdown
   std::uint64_t threads_alive;       // runtime threads not joined
   std::uint64_t fibers_unwound;      // fibers unwound or dropped at shutdown
+  std::uint64_t late_wakes;          // wakes at shutdown of fibers already finished (0: U1)
 };
 
 // last_teardown: what the last run() found when it tore the runtime down.
@@ -21,5 +24,53 @@ teardown_report last_teardown() noexcept;
 // on (its machine's), or 0 outside a worker. Read through the same opaque
 // accessor the runtime uses, so a test can check it after migrations.
 long worker_tid() noexcept;
+
+// holds_own_processor: true if the calling fiber's worker holds a processor
+// whose holder fields (machine, OS thread id, running fiber) name this
+// worker and this fiber. False outside a worker or inside weft::blocking.
+bool holds_own_processor() noexcept;
+
+// set_scavenge_tick: the memory scavenger's tick (default 1 s; 0 restores
+// it). Free stacks unused for a few ticks get their pages released. Takes
+// effect from the scavenger's next tick.
+void set_scavenge_tick(std::chrono::milliseconds tick) noexcept;
+
+// memory_report: the stack and fiber record pools right now (0 outside a
+// run).
+struct memory_report {
+  std::uint64_t stacks_out;         // bound to fibers, or in processors' caches
+  std::uint64_t stacks_warm_free;   // free, pages possibly resident
+  std::uint64_t stacks_cold_free;   // free, pages given back (or never touched)
+  std::uint64_t records_cold_free;  // free fiber records the scavenger took
+};
+memory_report memory() noexcept;
+
+// idle_processors: processors on the idle list (0 outside a run). A
+// processor counted here has finished putting itself there (acquire).
+unsigned idle_processors() noexcept;
+
+// set_batch_join_hook: in builds with WEFT_DEBUG_CHECKS (debug, asan,
+// tsan), `hook` runs inside after() whenever it is about to join a batch of
+// timers, between reading the batch's member stack and the CAS that adds
+// the new channel (runtime/timer_chan.cpp), on the calling thread; it must
+// not park or switch fibers. nullptr removes it. Returns false (and does
+// nothing) in release builds.
+bool set_batch_join_hook(void (*hook)()) noexcept;
+
+// timers_live: timers in the running runtime's heap that can still reach
+// someone (sleeps, timed waits, deadlines, tickers, after()s whose channel
+// has a handle); a thread's open batch of after()s whose channels are all
+// gone does not count. 0 with no runtime running.
+std::size_t timers_live() noexcept;
+
+// blocking_calls_offloaded: weft::blocking() calls that ran on a pool
+// thread while their fiber parked, in this run (runtime/blocking_pool.cpp).
+std::uint64_t blocking_calls_offloaded() noexcept;
+
+// fibers_parked_now: fibers whose record says parked, counted record by
+// record (stats().fibers_parked is derived from counters and can count a
+// fiber in flight between queues as parked). A fiber counted here has
+// started and reached a wait. 0 with no runtime running.
+std::uint64_t fibers_parked_now() noexcept;
 
 }  // namespace weft::detail

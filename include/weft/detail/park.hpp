@@ -22,6 +22,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "weft/detail/check.hpp"
+#include "weft/detail/cxx20.hpp"
 #include "weft/detail/spinlock.hpp"
 
 namespace weft::detail {
@@ -29,6 +31,10 @@ namespace weft::detail {
 struct fiber;
 
 // wait_reason: what a parked fiber waits for, for dumps and diagnostics.
+// Keep in step: reason_name() and describe() in runtime/debug.cpp (a case
+// per enumerator) and REASON_TEXT in tools/weft-gdb.py (the display text by
+// enumerator name; the script reads the values from debug information, so
+// the order is free, and the gdb_extension test fails when a name is missing).
 enum class wait_reason : std::uint8_t {
   none,
   chan_send,       // obj: the channel
@@ -41,7 +47,6 @@ enum class wait_reason : std::uint8_t {
   sleep,           // note: deadline (steady_clock ns)
   netpoll_read,    // note: the descriptor
   netpoll_write,   // note: the descriptor
-  netpoll_accept,  // note: the descriptor
   blocking_call,   // not parked: running inside weft::blocking (for dumps)
 };
 
@@ -56,6 +61,9 @@ struct waiter {
   // Futex word for an OS-thread waiter: 0 waiting, 1 woken. Stored with
   // release by unpark(), loaded with acquire by park().
   std::atomic<std::uint32_t> woken_{0};
+  // Checks only (WEFT_DEBUG_CHECKS): the lock a fiber parked under, set by
+  // park(w, spinlock&, ...); unpark() checks chan_core.hpp C5 against it.
+  const spinlock* lock_ = nullptr;
 
   // prepare: bind this waiter to the calling party. Call before publishing.
   void prepare() noexcept;
@@ -69,6 +77,9 @@ void park(waiter& w, void (*release)(void*), void* arg, wait_reason why, const v
           std::int64_t note = 0);
 
 inline void park(waiter& w, spinlock& lk, wait_reason why, const void* obj, std::int64_t note = 0) {
+#if WEFT_DEBUG_CHECKS
+  w.lock_ = &lk;
+#endif
   park(
       w, [](void* l) { static_cast<spinlock*>(l)->unlock(); }, &lk, why, obj, note);
 }
@@ -77,17 +88,78 @@ inline void park(waiter& w, spinlock& lk, wait_reason why, const void* obj, std:
 // per park, from any thread or fiber.
 void unpark(waiter& w) noexcept;
 
+// on_runtime_thread: true on a thread the runtime runs fibers on (chan.cpp).
+// Decides when a waker unparks relative to releasing its lock
+// (chan_core.hpp C5).
+bool on_runtime_thread() noexcept;
+
+// Entry checks. A plain thread (one the runtime did not start) that calls
+// into weft is a possible party to a deadlock from then on (runtime/
+// deadlock.cpp), even when its call neither blocks nor wakes anyone (a
+// buffered send, a close, a ready select), so every entry point checks for
+// one; on a fiber the check must cost next to nothing. The thread-local
+// flag weft_tls_plain_thread (runtime/switch.cpp) is 1 on every thread but
+// the runtime's machines. Its value is the same on every thread a fiber can
+// run on, so where the compiler places the read does not matter; what must
+// not happen is a read through an address computed on another thread (a
+// thread_local read inlined into the caller may keep its address across a
+// switch, and that thread may have exited since). The checks below read it
+// %fs-relative in an asm statement, which computes no such address.
+// note_foreign_call (runtime/deadlock.cpp) registers the caller; repeated
+// calls in one run cost a thread-local comparison.
+void note_foreign_call() noexcept;
+bool plain_thread() noexcept;  // the flag, through a call
+
+#if defined(__x86_64__) && !defined(__ILP32__) && (defined(__GNUC__) || defined(__clang__))
+#define WEFT_TLS_ASM 1
+// plain_flag_offset: the flag's offset from the thread pointer, the same on
+// every thread, so the compiler may keep it anywhere (a pure asm).
+inline std::uintptr_t plain_flag_offset() noexcept {
+  std::uintptr_t off;
+  asm("movq weft_tls_plain_thread@gottpoff(%%rip), %0" : "=r"(off));
+  return off;
+}
+#endif
+
+// on_plain_thread: the flag (one compare on x86-64).
+inline bool on_plain_thread() noexcept {
+#ifdef WEFT_TLS_ASM
+  bool plain;
+  asm volatile("cmpl $0, %%fs:(%[off])" : "=@ccnz"(plain) : [off] "r"(plain_flag_offset()));
+  return plain;
+#else
+  return plain_thread();
+#endif
+}
+
+// note_entry: the entry check of an operation that is not a preemption
+// point.
+inline void note_entry() noexcept {
+  if (on_plain_thread()) note_foreign_call();
+}
+
 // preempt_point: cooperative preemption, at the entry of operations that
-// may park anyway (channel operations, select, mutex::lock). When sysmon
-// has flagged the calling fiber's processor as hogged (it ran half of
-// options::hog_handoff without parking or yielding), the fiber yields here,
-// so a loop that keeps sending into a buffer or receiving from a busy
-// channel shares its worker like any other (Go preempts it with a signal).
-// One relaxed load of a global when nothing is flagged.
+// may park anyway (channel operations, select, mutex::lock), and their
+// entry check. When sysmon has flagged the calling fiber's processor as
+// hogged (it ran half of options::hog_handoff without parking or
+// yielding), the fiber yields here, so a loop that keeps sending into a
+// buffer or receiving from a busy channel shares its worker like any other
+// (Go preempts it with a signal). A plain thread takes preempt_slow every
+// time, to register. One relaxed load of a global OR'd with the
+// thread-local flag when nothing is flagged.
 extern std::atomic<std::uint32_t> g_preempt_requests;
 void preempt_slow() noexcept;
 inline void preempt_point() noexcept {
-  if (g_preempt_requests.load(std::memory_order_relaxed) != 0) preempt_slow();
+  std::uint32_t v = g_preempt_requests.load(std::memory_order_relaxed);
+#ifdef WEFT_TLS_ASM
+  bool flagged;
+  asm volatile("orl %%fs:(%[off]), %[v]"
+               : "=@ccnz"(flagged), [v] "+r"(v)
+               : [off] "r"(plain_flag_offset()));
+  if (flagged) preempt_slow();
+#else
+  if (v != 0 || plain_thread()) preempt_slow();
+#endif
 }
 
 }  // namespace weft::detail

@@ -2,6 +2,8 @@
 // detail::source_location: std::source_location where the library has it,
 // else a stand-in built from __builtin_FILE()/__builtin_LINE() (clang 14).
 
+#include "weft/detail/cxx20.hpp"
+
 #if __has_include(<source_location>)
 #include <source_location>
 #endif

@@ -9,13 +9,42 @@
 // report an unlock from the wrong thread; an atomic flag carries the
 // happens-before edge TSan needs. Critical sections are a few dozen
 // instructions, so spinning beats sleeping; a holder preempted by the OS is
-// covered by falling back to sched_yield.
-
-#include <sched.h>
+// covered by falling back to sched_yield (in lock_slow, runtime/chan.cpp:
+// out of line, so this public header needs no system header).
 
 #include <atomic>
 
 namespace weft::detail {
+
+// runtime_own_work: a worker's fiber starts (true) or stops (false) doing
+// the runtime's work rather than its own: waiting out a lock holder that
+// the OS preempted, or waking a long list of waiters (wake_count). That
+// time is the runtime's: sysmon does not count it towards a CPU hog
+// (processor.hpp, rtwork). Called in pairs, on slow paths only; no-op off a
+// worker.
+void runtime_own_work(bool begin) noexcept;
+
+// wake_count: counts the wakes of one loop that unparks a list (a
+// notify_all, a close, a wait_group reaching zero). Past the first
+// long_wakes the loop is the runtime's own work (runtime_own_work): a
+// notify_all of a million waiters ran for seconds on a loaded machine, and
+// sysmon reported its caller as a CPU hog.
+class wake_count {
+ public:
+  static constexpr unsigned long_wakes = 256;
+  wake_count() = default;
+  wake_count(const wake_count&) = delete;
+  wake_count& operator=(const wake_count&) = delete;
+  ~wake_count() {
+    if (n_ >= long_wakes) runtime_own_work(false);
+  }
+  void woke() noexcept {
+    if (++n_ == long_wakes) runtime_own_work(true);
+  }
+
+ private:
+  unsigned long n_ = 0;
+};
 
 // cpu_relax: tell the core this is a spin-wait loop.
 inline void cpu_relax() noexcept {
@@ -42,21 +71,11 @@ class spinlock {
   // callers that run their own contended path (channels, chan_core.hpp).
   bool try_lock_once() noexcept { return !locked_.exchange(true, std::memory_order_acquire); }
   void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  // is_locked: a snapshot, for checks only (relaxed: orders nothing).
+  bool is_locked() const noexcept { return locked_.load(std::memory_order_relaxed); }
 
  private:
-  void lock_slow() noexcept {
-    for (unsigned spins = 0;; ++spins) {
-      while (locked_.load(std::memory_order_relaxed)) {
-        if (++spins < 128) {
-          cpu_relax();
-        } else {
-          ::sched_yield();
-          spins = 0;
-        }
-      }
-      if (!locked_.exchange(true, std::memory_order_acquire)) return;
-    }
-  }
+  void lock_slow() noexcept;  // spins, then yields the thread (runtime/chan.cpp)
   std::atomic<bool> locked_{false};
 };
 

@@ -17,6 +17,7 @@ func pingpong(p params) result {
 			pong <- <-ping
 		}
 	}()
+	faults0 := minorFaults()
 	t0 := time.Now()
 	for i := int64(0); i < p.n; i++ {
 		ping <- i
@@ -24,7 +25,8 @@ func pingpong(p params) result {
 			fail("pingpong: sent %d, got back %d", i, v)
 		}
 	}
-	return result{value: nsPer(t0, p.n)}
+	ns := nsPer(t0, p.n)
+	return result{value: ns, extra: map[string]float64{"minor_faults": minorFaults() - faults0}}
 }
 
 var _ = register(workload{"pingpong", "ns/roundtrip", 0, 1000000, pingpong})
@@ -104,14 +106,16 @@ func skynet(p params) result {
 		fail("skynet: n must be a power of 10, got %d", p.n)
 	}
 	out := make(chan int64)
+	faults0 := minorFaults()
 	t0 := time.Now()
 	go skynetNode(out, 0, p.n)
 	total := <-out
 	ms := float64(time.Since(t0).Nanoseconds()) / 1e6
+	faults := minorFaults() - faults0
 	if want := p.n * (p.n - 1) / 2; total != want {
 		fail("skynet: total %d, want %d", total, want)
 	}
-	return result{value: ms}
+	return result{value: ms, extra: map[string]float64{"minor_faults": faults}}
 }
 
 var _ = register(workload{"skynet", "ms", 0, 1000000, skynet})

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -64,6 +65,18 @@ func rssBytes() uint64 {
 	}
 	fail("no VmRSS in /proc/self/status")
 	return 0
+}
+
+// minorFaults: this process's minor page faults so far (getrusage
+// RUSAGE_SELF ru_minflt). A workload that sets extra["minor_faults"] reports
+// the faults of its measured part; otherwise main reports the delta around
+// the whole workload function, as weft-bench does.
+func minorFaults() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		fail("getrusage: %v", err)
+	}
+	return float64(ru.Minflt)
 }
 
 // nsPer: elapsed time since t0 in ns, divided by count.
@@ -136,7 +149,14 @@ func main() {
 		p.n = w.defaultN
 	}
 	runtime.GOMAXPROCS(p.workers)
+	faults0 := minorFaults()
 	r := w.fn(p)
+	if r.extra == nil {
+		r.extra = map[string]float64{}
+	}
+	if _, ok := r.extra["minor_faults"]; !ok {
+		r.extra["minor_faults"] = minorFaults() - faults0
+	}
 	keys := make([]string, 0, len(r.extra))
 	for k := range r.extra {
 		keys = append(keys, k)

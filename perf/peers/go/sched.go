@@ -14,6 +14,7 @@ func spawn(p params) result {
 	r := result{extra: map[string]float64{}}
 	for round := 0; round < 2; round++ {
 		var wg sync.WaitGroup
+		faults0 := minorFaults()
 		t0 := time.Now()
 		wg.Add(int(p.n))
 		for i := int64(0); i < p.n; i++ {
@@ -21,10 +22,13 @@ func spawn(p params) result {
 		}
 		wg.Wait()
 		ns := nsPer(t0, p.n)
+		faults := minorFaults() - faults0
 		if round == 0 {
 			r.value = ns
+			r.extra["minor_faults"] = faults
 		} else {
 			r.extra["second_round"] = ns
+			r.extra["second_round_faults"] = faults
 		}
 	}
 	return r
@@ -66,6 +70,7 @@ func parked(p params) result {
 	var done sync.WaitGroup
 	done.Add(int(p.n))
 	before := rssBytes()
+	faults0 := minorFaults()
 	t0 := time.Now()
 	for i := int64(0); i < p.n; i++ {
 		go func() {
@@ -92,6 +97,7 @@ func parked(p params) result {
 	}
 	mu.Unlock()
 	after := rssBytes()
+	r.extra["minor_faults"] = minorFaults() - faults0
 	r.value = float64(int64(after)-int64(before)) / float64(p.n)
 	r.extra["park_ns"] = nsPer(t0, p.n)
 	t1 := time.Now()
