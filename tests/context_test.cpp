@@ -20,11 +20,6 @@ namespace {
 
 constexpr std::initializer_list<unsigned> workers = {1, 2, 8};
 
-// await_parked: yield until at least `n` fibers are parked.
-void await_parked(std::uint64_t n) {
-  while (weft::stats().fibers_parked < n) weft::yield();
-}
-
 bool is_done(const weft::chan<std::monostate>& c) {
   bool done = false;
   weft::select(weft::recv_case(c, [&](std::optional<std::monostate> v) { done = !v; }),
@@ -39,7 +34,7 @@ std::error_code cancel_while_blocked(Op op, std::uint64_t parked_before = 0) {
   weft::context ctx = weft::with_cancel(weft::background());
   weft::chan<std::error_code> result(1);
   weft::go([&, ctx] { result.send(op(ctx)); });
-  await_parked(parked_before + 1);
+  test::await_parked(parked_before + 1);
   CHECK(result.size() == 0);
   ctx.cancel();
   return *result.recv();
@@ -280,7 +275,7 @@ TEST_CASE("a cancel from a plain thread wakes a fiber, a plain thread's read is 
           b.read(ctx, buf, e);
           result.send(e);
         });
-        await_parked(1);
+        test::await_parked(1);
         std::thread([&] { ctx.cancel(); }).join();
         CHECK(*result.recv() == weft::errc::canceled);
 
@@ -330,7 +325,7 @@ TEST_CASE("one cancel wakes many fibers blocked in different operations") {
             wg.done();
           });
         }
-        await_parked(static_cast<std::uint64_t>(2 * n));
+        test::await_parked(static_cast<std::uint64_t>(2 * n));
         root.cancel();
         wg.wait();
         CHECK(canceled.load() == 2 * n);
