@@ -284,23 +284,28 @@ def run_c10k(args):
 
 
 def run_hiredis(args):
-    """The hiredis row (tools/hiredis_bench.py); returns its output or None."""
+    """The hiredis and libpq rows (tools/hiredis_bench.py, once per server);
+    returns their output."""
     script = os.path.join(ROOT, "tools/hiredis_bench.py")
-    log("running tools/hiredis_bench.py")
-    cmd = [sys.executable, script, "--reps", str(args.reps)]
-    if args.quick:
-        cmd.append("--quick")
-    if args.markdown:
-        cmd.append("--markdown")
-    try:
-        r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                           timeout=args.timeout * 4)
-    except subprocess.TimeoutExpired:
-        return "tools/hiredis_bench.py timed out"
-    text = r.stdout.strip()
-    if r.returncode != 0:
-        text += "\n(tools/hiredis_bench.py exited %d)" % r.returncode
-    return text
+    texts = []
+    for server in ("redis", "postgres"):
+        log("running tools/hiredis_bench.py --server %s" % server)
+        cmd = [sys.executable, script, "--reps", str(args.reps), "--server", server]
+        if args.quick:
+            cmd.append("--quick")
+        if args.markdown:
+            cmd.append("--markdown")
+        try:
+            r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                               timeout=args.timeout * 4)
+        except subprocess.TimeoutExpired:
+            texts.append("tools/hiredis_bench.py --server %s timed out" % server)
+            continue
+        text = r.stdout.strip()
+        if r.returncode != 0:
+            text += "\n(tools/hiredis_bench.py --server %s exited %d)" % (server, r.returncode)
+        texts.append(text)
+    return "\n\n".join(texts)
 
 
 def run_resp(args):
@@ -327,7 +332,8 @@ def parse_args():
                    help="runs per implementation and configuration (default 3, 1 with --quick)")
     p.add_argument("--only", default="",
                    help="comma-separated workloads, e.g. spawn,pingpong (c10k: the C10K run, "
-                   "hiredis: the blocking-library comparison, resp: resp_server vs redis-server)")
+                   "hiredis: the blocking-library comparison, with hiredis and libpq, resp: resp_server vs "
+                   "redis-server)")
     p.add_argument("--quick", action="store_true", help="smoke run: smaller n, one rep")
     p.add_argument("--markdown", action="store_true", help="emit a markdown table")
     p.add_argument("--json-out", metavar="FILE", help="also write all runs and medians as JSON")

@@ -13,17 +13,24 @@ library per column, interleaved --reps times in fresh processes:
 
 For each: ops/s (commands; higher is better), peak OS threads, and the worst
 lateness of a 1 ms ticker (lower is better); medians, plus the ratios the
-issue asks about. Run through `tools/weft bench --only hiredis` (which builds
+issue asks about.
+
+--server postgres runs the `libpq` row instead: 200 clients x 100
+`SELECT $1::int + 1` through libpq's synchronous API against a PostgreSQL
+server started here (initdb into a temporary directory, loopback only, as the
+postgres user when run as root), in the hooks, blocking and threads modes. Run through `tools/weft bench --only hiredis` (which builds
 first) or directly after a release build. Standard library only.
 """
 
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,12 +86,42 @@ def start_redis(port):
     raise RuntimeError("redis-server did not start")
 
 
-def run_one(key, binary, prefix, port, clients, ops, timeout):
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def start_postgres(port, clients):
+    """initdb + postgres on 127.0.0.1:port; returns (process, data dir)."""
+    data = tempfile.mkdtemp(prefix="weft-pg-")
+    as_pg = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        shutil.chown(data, "postgres", "postgres")
+        as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(as_pg + [os.path.join(PG_BIN, "initdb"), "-D", data, "-A", "trust", "-U",
+                            "postgres", "--no-sync"], check=True, capture_output=True)
+    p = subprocess.Popen(as_pg + [os.path.join(PG_BIN, "postgres"), "-D", data, "-p", str(port),
+                                  "-k", data, "-c", "listen_addresses=127.0.0.1",
+                                  "-c", "max_connections=%d" % (clients + 20),
+                                  "-c", "fsync=off", "-c", "shared_buffers=64MB"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(1000):
+        r = subprocess.run([os.path.join(PG_BIN, "pg_isready"), "-h", "127.0.0.1", "-p",
+                            str(port)], capture_output=True)
+        if r.returncode == 0:
+            return p, data
+        if p.poll() is not None:
+            break
+        time.sleep(0.02)
+    p.kill()
+    shutil.rmtree(data, ignore_errors=True)
+    raise RuntimeError("postgres did not start")
+
+
+def run_one(key, binary, prefix, port, clients, ops, timeout, server="redis"):
     if prefix is None:
         cmd = [binary, "-port", str(port), "-clients", str(clients), "-ops", str(ops)]
     else:
         cmd = [binary] + prefix + ["--port", str(port), "--clients", str(clients), "--ops",
-                                   str(ops)]
+                                   str(ops), "--server", server]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -109,44 +146,56 @@ def loadavg():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--server", choices=["redis", "postgres"], default="redis")
+    ap.add_argument("--clients", type=int)
     ap.add_argument("--ops", type=int, default=100)
     ap.add_argument("--quick", action="store_true", help="200 clients x 20, one rep")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json-out")
     ap.add_argument("--timeout", type=int, default=300)
     args = ap.parse_args()
+    pg = args.server == "postgres"
+    if args.clients is None:
+        args.clients = 200 if pg else 1000
     if args.quick:
-        args.reps, args.clients, args.ops = 1, 200, 20
+        args.reps, args.clients, args.ops = 1, min(args.clients, 200), 20
+    name = "libpq" if pg else "hiredis"
+    modes = [m for m in MODES if m[0] in ("hooks", "blocking", "threads")] if pg else MODES
     notes = []
-    err = build_go()
+    err = None if pg else build_go()
     if err:
         notes.append("Go peer: " + err)
         log("hiredis: " + err)
     port = free_port()
-    redis = start_redis(port)
-    runs = {k: [] for k, _, _ in MODES}
+    if pg:
+        server, pgdata = start_postgres(port, args.clients)
+    else:
+        server, pgdata = start_redis(port), None
+    runs = {k: [] for k, _, _ in modes}
     errors = {}
     load_before = loadavg()
     try:
         for rep in range(args.reps):
-            for key, binary, prefix in MODES:
+            for key, binary, prefix in modes:
                 if key in errors or not os.path.exists(binary):
                     if key not in errors:
                         errors[key] = "%s not built" % os.path.relpath(binary, ROOT)
                     continue
-                res, e = run_one(key, binary, prefix, port, args.clients, args.ops, args.timeout)
+                res, e = run_one(key, binary, prefix, port, args.clients, args.ops, args.timeout,
+                                 args.server)
                 if e:
                     errors[key] = e
-                    log("  hiredis %-8s ERROR %s" % (key, e))
+                    log("  %s %-8s ERROR %s" % (name, key, e))
                     continue
                 runs[key].append(res)
-                log("  hiredis %-8s rep %d/%d: %8.0f ops/s  %5d threads  %8.2f ms late" %
+                log("  " + name + " %-8s rep %d/%d: %8.0f ops/s  %5d threads  %8.2f ms late" %
                     (key, rep + 1, args.reps, res["ops_per_s"], res["threads"],
                      res["lateness_ms"]))
     finally:
-        redis.terminate()
-        redis.wait()
+        server.terminate()
+        server.wait()
+        if pgdata:
+            shutil.rmtree(pgdata, ignore_errors=True)
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("ops_per_s", "threads",
                                                                "lateness_ms")}
            for k, v in runs.items() if v}
@@ -155,13 +204,15 @@ def main():
         return "%.2fx" % (med[a][m] / med[b][m]) if a in med and b in med and med[b][m] else "n/a"
 
     md = args.markdown
-    print("hiredis: %d clients x %d SET/GET, medians of %d interleaved run(s); load average "
-          "before %s, after %s" % (args.clients, args.ops, args.reps, load_before, loadavg()))
+    print("%s: %d clients x %d %s, medians of %d interleaved run(s); load average "
+          "before %s, after %s" % (name, args.clients, args.ops,
+                                   "queries" if pg else "SET/GET", args.reps, load_before,
+                                   loadavg()))
     print()
     head = ["mode", "ops/s", "OS threads", "worst lateness of a 1 ms ticker (ms)"]
     rows = [[k, "{:,.0f}".format(med[k]["ops_per_s"]), "%.0f" % med[k]["threads"],
              "%.2f" % med[k]["lateness_ms"]] if k in med else [k, "error", "", ""]
-            for k, _, _ in MODES]
+            for k, _, _ in modes]
     if md:
         print("| " + " | ".join(head) + " |")
         print("|---|---:|---:|---:|")
@@ -171,11 +222,17 @@ def main():
         for r in [head] + rows:
             print("  ".join(c.ljust(10) for c in r))
     print()
-    print("hooks/threads ops/s %s, hooks/nonblock ops/s %s, blocking/threads lateness %s, "
-          "hooks/go ops/s %s" % (ratio("hooks", "threads", "ops_per_s"),
-                                 ratio("hooks", "nonblock", "ops_per_s"),
-                                 ratio("blocking", "threads", "lateness_ms"),
-                                 ratio("hooks", "go", "ops_per_s")))
+    if pg:
+        print("hooks/threads ops/s %s, blocking/threads lateness %s, hooks/threads lateness %s"
+              % (ratio("hooks", "threads", "ops_per_s"),
+                 ratio("blocking", "threads", "lateness_ms"),
+                 ratio("hooks", "threads", "lateness_ms")))
+    else:
+        print("hooks/threads ops/s %s, hooks/nonblock ops/s %s, blocking/threads lateness %s, "
+              "hooks/go ops/s %s" % (ratio("hooks", "threads", "ops_per_s"),
+                                     ratio("hooks", "nonblock", "ops_per_s"),
+                                     ratio("blocking", "threads", "lateness_ms"),
+                                     ratio("hooks", "go", "ops_per_s")))
     for k, e in errors.items():
         notes.append("%s: %s" % (k, e))
     for n in notes:

@@ -1,6 +1,8 @@
 // hiredis_bench: many clients each running SET/GET pairs through hiredis
-// against a redis-server (tools/hiredis_bench.py starts one), one way of
-// calling a blocking library per mode:
+// against a redis-server (tools/hiredis_bench.py starts one), or, with
+// --server postgres, one `SELECT $1::int + 1` per operation through libpq's
+// synchronous API against a PostgreSQL server; one way of calling a
+// blocking library per mode (postgres: hooks, blocking and threads):
 //
 //   hooks     fibers calling hiredis's synchronous API, weft::hooks linked
 //             (the weft-hiredis-hooks binary)
@@ -10,8 +12,10 @@
 //             weft::net::wait_readable / wait_writable
 //
 //   hiredis_bench MODE --port P [--clients 1000] [--ops 100] [--workers N]
+//                 [--server redis|postgres]
 //
-// Prints one JSON line: ops_per_s (commands, SET and GET each count),
+// Prints one JSON line: ops_per_s (commands: SET and GET each count; a
+// query for postgres),
 // threads (the process's peak OS threads, sampled every millisecond, the
 // sampler excluded) and lateness_ms (the worst lateness of a 1 ms ticker:
 // a fiber, or a thread in threads mode, sleeping until each next
@@ -19,6 +23,9 @@
 
 #include <hiredis/hiredis.h>
 #include <time.h>
+#ifdef WEFT_BENCH_LIBPQ
+#include <libpq-fe.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -38,6 +45,7 @@ using namespace std::chrono_literals;
 
 struct config {
   std::string mode;
+  std::string server = "redis";
   int port = 0;
   int clients = 1000;
   int ops = 100;
@@ -121,6 +129,47 @@ void sync_client(const config& c, int id, Call call) {
   redisFree(ctx);
 }
 
+#ifdef WEFT_BENCH_LIBPQ
+// pq_client: libpq's synchronous API, each call made through `call` like
+// sync_client's. libpq waits in poll() (hooked: the fiber parks).
+template <class Call>
+void pq_client(const config& c, Call call) {
+  const std::string conninfo =
+      "host=127.0.0.1 port=" + std::to_string(c.port) + " dbname=postgres user=postgres";
+  PGconn* conn = call([&] { return PQconnectdb(conninfo.c_str()); });
+  if (PQstatus(conn) != CONNECTION_OK) {
+    if (g_failures.fetch_add(1) == 0) std::fprintf(stderr, "libpq: %s", PQerrorMessage(conn));
+    PQfinish(conn);
+    return;
+  }
+  for (int i = 0; i < c.ops; ++i) {
+    const std::string arg = std::to_string(i);
+    const char* params[] = {arg.c_str()};
+    PGresult* r = call([&] {
+      return PQexecParams(conn, "SELECT $1::int + 1", 1, nullptr, params, nullptr, nullptr, 0);
+    });
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+        std::atoi(PQgetvalue(r, 0, 0)) != i + 1) {
+      g_failures.fetch_add(1);
+    }
+    PQclear(r);
+  }
+  PQfinish(conn);
+}
+#endif
+
+// client: one client of the configured server, its calls made by `call`.
+template <class Call>
+void client(const config& c, int id, Call call) {
+#ifdef WEFT_BENCH_LIBPQ
+  if (c.server == "postgres") {
+    pq_client(c, call);
+    return;
+  }
+#endif
+  sync_client(c, id, call);
+}
+
 // nb_command: one command through the non-blocking API, waiting on the
 // netpoller whenever hiredis would block.
 redisReply* nb_command(redisContext* ctx, const char* fmt, const char* a, const char* b) {
@@ -187,7 +236,7 @@ result run_threads(const config& c) {
   std::vector<std::thread> ts;
   ts.reserve(c.clients);
   for (int i = 0; i < c.clients; ++i) {
-    ts.emplace_back([&c, i] { sync_client(c, i, [](auto f) { return f(); }); });
+    ts.emplace_back([&c, i] { client(c, i, [](auto f) { return f(); }); });
   }
   for (std::thread& t : ts) t.join();
   const auto t1 = clk::now();
@@ -217,9 +266,9 @@ result run_fibers(const config& c) {
             if (c.mode == "nonblock") {
               nonblock_client(c, i);
             } else if (c.mode == "blocking") {
-              sync_client(c, i, [](auto f) { return weft::blocking(f); });
+              client(c, i, [](auto f) { return weft::blocking(f); });
             } else {
-              sync_client(c, i, [](auto f) { return f(); });
+              client(c, i, [](auto f) { return f(); });
             }
             wg.done();
           });
@@ -236,6 +285,7 @@ result run_fibers(const config& c) {
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: hiredis_bench MODE --port P [--clients N] [--ops N] [--workers N]\n"
+               "                     [--server redis|postgres]\n"
                "modes: %s\n",
 #ifdef WEFT_HIREDIS_HOOKS
                "hooks"
@@ -260,7 +310,9 @@ int main(int argc, char** argv) {
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const int v = std::atoi(argv[i + 1]);
-    if (k == "--port") {
+    if (k == "--server") {
+      c.server = argv[i + 1];
+    } else if (k == "--port") {
       c.port = v;
     } else if (k == "--clients") {
       c.clients = v;
@@ -273,14 +325,20 @@ int main(int argc, char** argv) {
     }
   }
   if (c.port <= 0) usage();
+#ifdef WEFT_BENCH_LIBPQ
+  const bool pq_ok = c.mode != "nonblock";
+#else
+  const bool pq_ok = false;
+#endif
+  if (c.server != "redis" && !(c.server == "postgres" && pq_ok)) usage();
   thread_sampler sampler;
   const result r = c.mode == "threads" ? run_threads(c) : run_fibers(c);
   const int peak = sampler.finish();
-  const double ops = 2.0 * c.clients * c.ops;
+  const double ops = (c.server == "redis" ? 2.0 : 1.0) * c.clients * c.ops;
   std::printf(
-      "{\"bench\":\"hiredis\",\"mode\":\"%s\",\"clients\":%d,\"ops\":%d,\"ops_per_s\":%.0f,"
+      "{\"bench\":\"%s\",\"mode\":\"%s\",\"clients\":%d,\"ops\":%d,\"ops_per_s\":%.0f,"
       "\"threads\":%d,\"lateness_ms\":%.2f,\"seconds\":%.3f,\"failures\":%d}\n",
-      c.mode.c_str(), c.clients, c.ops, ops / r.seconds, peak, r.worst_ns / 1e6, r.seconds,
-      g_failures.load());
+      c.server == "redis" ? "hiredis" : "libpq", c.mode.c_str(), c.clients, c.ops, ops / r.seconds,
+      peak, r.worst_ns / 1e6, r.seconds, g_failures.load());
   return g_failures.load() == 0 ? 0 : 1;
 }
