@@ -24,7 +24,7 @@ TEST_CASE("stress: fibers close and reopen sockets while others wait on them") {
   const int iterations = static_cast<int>(test::scaled(400));
   net_runs([&](unsigned) {
     listener ln = weft::net::listen("127.0.0.1:0");
-    weft::go(serve_echo, &ln);
+    echo_service server(ln);
     const std::string addr = ln.address();
     std::atomic<int> wrong{0}, done{0};
     weft::wait_group wg;
@@ -68,7 +68,7 @@ TEST_CASE("stress: fibers close and reopen sockets while others wait on them") {
     wg.wait();
     CHECK(wrong.load() == 0);
     CHECK(done.load() == churners * 2);
-    ln.close();
+    server.stop();
   });
 }
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <utility>
 
@@ -92,6 +93,37 @@ inline void serve_echo(listener* ln) {
     CHECK(code_of(e) == std::errc::operation_canceled);
   }
 }
+
+// echo_service: serve_echo on its own fiber, over a listener the caller
+// owns. stop() (or the destructor) closes the listener and waits for the
+// accept loop to end: the loop uses the listener until then, and a test
+// that only closed it could destroy the listener under a loop that was
+// between two accepts (TSan saw the loop read a dead listener's frame).
+class echo_service {
+ public:
+  explicit echo_service(listener& ln) : ln_(ln) {
+    done_.add(1);
+    weft::go([this] {
+      serve_echo(&ln_);
+      done_.done();
+    });
+  }
+  echo_service(const echo_service&) = delete;
+  echo_service& operator=(const echo_service&) = delete;
+  ~echo_service() {
+    if (!stopped_ && std::uncaught_exceptions() == 0) stop();
+  }
+  void stop() {
+    stopped_ = true;
+    ln_.close();
+    done_.wait();
+  }
+
+ private:
+  listener& ln_;
+  weft::wait_group done_;
+  bool stopped_ = false;
+};
 
 // connected_pair: a dialed conn and the server side of it.
 inline std::pair<conn, conn> connected_pair(listener& ln) {

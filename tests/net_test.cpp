@@ -24,7 +24,7 @@ TEST_CASE("echo: 2,000 concurrent client fibers each complete 50 verified round 
   net_runs([&](unsigned) {
     listener ln = weft::net::listen("127.0.0.1:0");
     const std::string addr = ln.address();
-    weft::go(serve_echo, &ln);
+    echo_service server(ln);
     std::atomic<int> ok{0};
     weft::wait_group wg;
     wg.add(clients);
@@ -44,7 +44,7 @@ TEST_CASE("echo: 2,000 concurrent client fibers each complete 50 verified round 
     wg.wait();
     CHECK(ok.load() == clients);
     CHECK(weft::stats().netpoll_wakeups > 0);
-    ln.close();
+    server.stop();
   });
 }
 
@@ -398,14 +398,14 @@ TEST_CASE("a peer reset during a long write is an exception, not a SIGPIPE") {
 TEST_CASE("a client that connects and sends nothing does not hold up other connections") {
   net_runs([](unsigned) {
     listener ln = weft::net::listen("127.0.0.1:0");
-    weft::go(serve_echo, &ln);
+    echo_service server(ln);
     conn silent = weft::net::dial(ln.address());
     for (int i = 0; i < 20; ++i) {
       conn c = weft::net::dial(ln.address());
       c.write(bytes("ping"));
       CHECK(read_n(c, 4) == "ping");
     }
-    ln.close();
+    server.stop();
   });
 }
 
@@ -438,7 +438,7 @@ TEST_CASE("concurrent writers on one conn never interleave their messages") {
 TEST_CASE("network wakeups reach fibers while every worker is busy with other fibers") {
   net_runs([](unsigned w) {
     listener ln = weft::net::listen("127.0.0.1:0");
-    weft::go(serve_echo, &ln);
+    echo_service server(ln);
     conn c = weft::net::dial(ln.address());
     std::atomic<bool> stop{false};
     weft::wait_group busy;
@@ -455,7 +455,7 @@ TEST_CASE("network wakeups reach fibers while every worker is busy with other fi
     }
     stop = true;
     busy.wait();
-    ln.close();
+    server.stop();
   });
 }
 
