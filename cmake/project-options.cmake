@@ -11,4 +11,14 @@ if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
   set(CMAKE_BUILD_TYPE Release CACHE STRING "Build type" FORCE)
 endif()
 
-set(WEFT_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+# Warnings for weft's own targets (the library, tests, benchmarks,
+# examples), never for a consumer's. -Wshadow: a local that hides a member
+# or an outer variable is how a lock or a counter gets updated in the wrong
+# place. -Wnon-virtual-dtor: a class with virtual functions deleted through
+# its base. WEFT_WERROR (on in the presets tools/weft and CI build) makes
+# them errors there; a consumer's add_subdirectory keeps its own policy.
+option(WEFT_WERROR "Treat warnings in weft's own targets as errors" OFF)
+set(WEFT_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wshadow -Wnon-virtual-dtor)
+if(WEFT_WERROR)
+  list(APPEND WEFT_WARNINGS -Werror)
+endif()

@@ -118,7 +118,7 @@ fiber* fiber_pool::acquire_shared() {
 }
 
 std::size_t fiber_pool::scavenge() noexcept {
-  std::vector<fiber*> batch;
+  std::vector<fiber*> victims;
   std::vector<cold_run> runs;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -136,13 +136,13 @@ std::size_t fiber_pool::scavenge() noexcept {
     const std::size_t n =
         std::min({excess, std::max(excess - excess / 2, scavenge_min_batch), scavenge_max_batch});
     try {
-      batch.reserve(n);
+      victims.reserve(n);
       runs.reserve(n);
       cold_.reserve(cold_.size() + n);  // only the scavenger appends to cold_
     } catch (const std::bad_alloc&) {
       return 0;  // try again next tick
     }
-    batch.assign(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+    victims.assign(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
     free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
     if (free_.capacity() > 4 * std::max<std::size_t>(free_.size(), chunk_records)) {
       try {
@@ -155,30 +155,30 @@ std::size_t fiber_pool::scavenge() noexcept {
   }
   // Detached (P1): release the whole pages inside each run of adjacent
   // records. A page shared with a record outside the batch stays.
-  std::sort(batch.begin(), batch.end());
+  std::sort(victims.begin(), victims.end());
   // P4: the largest `seq` the batch holds, read before its pages go (an
   // even value: a free record's incarnation is over).
   std::uint32_t top_seq = 0;
-  for (const fiber* f : batch) top_seq = std::max(top_seq, f->seq.load(std::memory_order_relaxed));
+  for (const fiber* f : victims) top_seq = std::max(top_seq, f->seq.load(std::memory_order_relaxed));
   WEFT_DCHECK(top_seq % 2 == 0, "a free fiber record is mid-incarnation");
   const auto page = static_cast<std::uintptr_t>(page_);
   std::size_t released = 0;
-  for (std::size_t i = 0; i < batch.size();) {
+  for (std::size_t i = 0; i < victims.size();) {
     std::size_t j = i + 1;
-    while (j < batch.size() && batch[j] == batch[j - 1] + 1) ++j;
-    const auto lo = (reinterpret_cast<std::uintptr_t>(batch[i]) + page - 1) & ~(page - 1);
-    const auto hi = reinterpret_cast<std::uintptr_t>(batch[j - 1] + 1) & ~(page - 1);
+    while (j < victims.size() && victims[j] == victims[j - 1] + 1) ++j;
+    const auto lo = (reinterpret_cast<std::uintptr_t>(victims[i]) + page - 1) & ~(page - 1);
+    const auto hi = reinterpret_cast<std::uintptr_t>(victims[j - 1] + 1) & ~(page - 1);
     if (hi > lo) {
       ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
       released += hi - lo;
     }
-    runs.push_back(cold_run{batch[i], j - i});  // reserved
+    runs.push_back(cold_run{victims[i], j - i});  // reserved
     i = j;
   }
   std::lock_guard<std::mutex> lk(mu_);
   cold_seq_ = std::max(cold_seq_, top_seq);             // before any of them can be popped (P4)
   cold_.insert(cold_.end(), runs.begin(), runs.end());  // reserved
-  cold_count_.fetch_add(batch.size(), std::memory_order_relaxed);
+  cold_count_.fetch_add(victims.size(), std::memory_order_relaxed);
   return released;
 }
 

@@ -186,7 +186,7 @@ void stack_pool::release(stack_cache& c, stack_slot* s) noexcept {
 }
 
 std::size_t stack_pool::scavenge() noexcept {
-  stack_slot* batch = nullptr;
+  stack_slot* victims = nullptr;
   std::size_t n = 0;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -204,17 +204,17 @@ std::size_t stack_pool::scavenge() noexcept {
     n = std::min({excess, std::max(excess - excess / 2, scavenge_min_batch), scavenge_max_batch});
     stack_slot** link = &free_;
     for (std::size_t i = 0; i < count - n; ++i) link = &(*link)->next;
-    batch = *link;
+    victims = *link;
     *link = nullptr;
     free_count_.store(count - n, std::memory_order_relaxed);
     low_ = count - n;
     for (std::size_t& l : lows_) l = l > n ? l - n : 0;
   }
   // Detached (S1): nobody else can reach these stacks while we madvise.
-  for (stack_slot* s = batch; s != nullptr; s = s->next) s->in_batch = true;
+  for (stack_slot* s = victims; s != nullptr; s = s->next) s->in_batch = true;
   std::size_t released = 0;
-  stack_slot* tail = batch;
-  for (stack_slot* s = batch; s != nullptr; s = s->next) {
+  stack_slot* tail = victims;
+  for (stack_slot* s = victims; s != nullptr; s = s->next) {
     if (s->resident) {
       // The span up to the next slot; its top page holds the canary of the
       // slot above (canary slabs), released only with that slot (S4).
@@ -226,10 +226,10 @@ std::size_t stack_pool::scavenge() noexcept {
     }
     tail = s;
   }
-  for (stack_slot* s = batch; s != nullptr; s = s->next) s->in_batch = false;
+  for (stack_slot* s = victims; s != nullptr; s = s->next) s->in_batch = false;
   std::lock_guard<std::mutex> lk(mu_);
   tail->next = cold_;
-  cold_ = batch;
+  cold_ = victims;
   cold_count_.fetch_add(n, std::memory_order_relaxed);
   return released;
 }

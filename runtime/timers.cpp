@@ -56,9 +56,9 @@ void timer_service::park_until(waiter& w, timer* t, wait_reason why, const void*
             // `also` outlives the timers lock: the fiber cannot leave the
             // frame holding `locks` before it takes `also` back.
             auto* l = static_cast<both*>(p);
-            spinlock* also = l->also;
+            spinlock* second = l->also;
             l->timers->unlock();
-            also->unlock();
+            second->unlock();
           },
           &locks, why, obj, t->when);
     }

@@ -130,7 +130,7 @@ TEST_CASE("a child forked while the runtime runs cannot use it, and the parent's
         std::thread writer([&] {
           char c;
           (void)!::read(ready[0], &c, 1);
-          for (auto& c : cli) (void)!::write(c.fd(), "x", 1);
+          for (auto& client : cli) (void)!::write(client.fd(), "x", 1);
         });
         const child_result child = fork_child([&] {
           (void)!::write(ready[1], "g", 1);

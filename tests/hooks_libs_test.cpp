@@ -157,11 +157,11 @@ void held_server(weft::net::listener* ln, std::atomic<int>* held, weft::chan<int
       return;  // closed
     }
     weft::go(
-        [held, release](weft::net::conn c) {
+        [held, release](weft::net::conn peer) {
           std::string in;
           char buf[1024];
           while (in.find("\r\n\r\n") == std::string::npos) {
-            const std::size_t n = c.read(std::as_writable_bytes(std::span(buf)));
+            const std::size_t n = peer.read(std::as_writable_bytes(std::span(buf)));
             if (n == 0) return;
             in.append(buf, n);
           }
@@ -174,7 +174,7 @@ void held_server(weft::net::listener* ln, std::atomic<int>* held, weft::chan<int
           const std::string resp =
               "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) +
               "\r\nConnection: close\r\n\r\n" + body;
-          c.write(std::as_bytes(std::span(resp)));
+          peer.write(std::as_bytes(std::span(resp)));
         },
         std::move(c));
   }

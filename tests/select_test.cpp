@@ -464,8 +464,8 @@ TEST_CASE(
     weft::go([&] {
       try {
         weft::select(weft::send_case(d, 1), weft::recv_case(weft::chan<int>::nil()));
-      } catch (const weft::closed_channel& e) {
-        if (std::string(e.what()) == "send on closed channel") outcome.fetch_add(1);
+      } catch (const weft::closed_channel& err) {
+        if (std::string(err.what()) == "send on closed channel") outcome.fetch_add(1);
       }
       wg.done();
     });

@@ -35,17 +35,17 @@ std::invoke_result_t<F> offloaded(F& f) {
   } c{f, nullptr};
   offload(
       [](void* p) {
-        call& c = *static_cast<call*>(p);
+        call& pc = *static_cast<call*>(p);
         try {
           if constexpr (std::is_void_v<R>) {
-            std::invoke(c.f);
+            std::invoke(pc.f);
           } else if constexpr (std::is_reference_v<R>) {
-            c.result = &std::invoke(c.f);
+            pc.result = &std::invoke(pc.f);
           } else {
-            c.result.emplace(std::invoke(c.f));
+            pc.result.emplace(std::invoke(pc.f));
           }
         } catch (...) {
-          c.exc = std::current_exception();
+          pc.exc = std::current_exception();
         }
       },
       &c);
