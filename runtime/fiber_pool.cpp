@@ -159,7 +159,8 @@ std::size_t fiber_pool::scavenge() noexcept {
   // P4: the largest `seq` the batch holds, read before its pages go (an
   // even value: a free record's incarnation is over).
   std::uint32_t top_seq = 0;
-  for (const fiber* f : victims) top_seq = std::max(top_seq, f->seq.load(std::memory_order_relaxed));
+  for (const fiber* f : victims)
+    top_seq = std::max(top_seq, f->seq.load(std::memory_order_relaxed));
   WEFT_DCHECK(top_seq % 2 == 0, "a free fiber record is mid-incarnation");
   const auto page = static_cast<std::uintptr_t>(page_);
   std::size_t released = 0;
