@@ -173,7 +173,7 @@ void arm(ctx_node* n) {
   if (n->err.load(std::memory_order_acquire) != err_none) return;
   timers_pin pin;
   if (!pin.ok()) return;
-  const std::uint64_t run = g_sched->run_epoch;
+  const std::uint64_t run = g_sched->dl.run_epoch;
   if (n->timer_run.load(std::memory_order_relaxed) == run) return;
   timer_service::locked timers(g_timers);
   if (n->timer_run.load(std::memory_order_relaxed) == run) return;

@@ -54,8 +54,8 @@
 //   so any verdict there could be a false alarm.
 //
 // Invariants
-//   D1  dl_signature/dl_since are sysmon's alone.
-//   D2  s.deadlocked and s.deadlock_message are written once, by sysmon,
+//   D1  dl.signature/dl.since are sysmon's alone.
+//   D2  s.dl.deadlocked and s.dl.message are written once, by sysmon,
 //       before it stores all_idle (release); run() reads them after its
 //       acquire load.
 
@@ -148,13 +148,13 @@ bool foreign_party_alive(scheduler& s) {
   runtime_tids.push_back(s.sysmon.tid.load(std::memory_order_relaxed));
   std::vector<long> parties;
   {
-    std::lock_guard<std::mutex> lk(s.party_mu);
-    parties = s.party_tids;
+    std::lock_guard<std::mutex> lk(s.dl.party_mu);
+    parties = s.dl.party_tids;
   }
   for (long tid : list_tids()) {
-    if (tid == s.run_caller_tid) continue;
+    if (tid == s.dl.run_caller_tid) continue;
     if (std::find(runtime_tids.begin(), runtime_tids.end(), tid) != runtime_tids.end()) continue;
-    const bool old = std::binary_search(s.baseline_tids.begin(), s.baseline_tids.end(), tid);
+    const bool old = std::binary_search(s.dl.baseline_tids.begin(), s.dl.baseline_tids.end(), tid);
     const bool called_in = std::find(parties.begin(), parties.end(), tid) != parties.end();
     if (!old || called_in) return true;
   }
@@ -164,10 +164,10 @@ bool foreign_party_alive(scheduler& s) {
 }  // namespace
 
 void parties_begin(scheduler& s) {
-  s.run_epoch = g_epoch.fetch_add(1, std::memory_order_relaxed) + 1;
-  s.baseline_tids = list_tids();
-  s.party_tids.clear();
-  g_run_epoch.store(s.run_epoch, std::memory_order_relaxed);
+  s.dl.run_epoch = g_epoch.fetch_add(1, std::memory_order_relaxed) + 1;
+  s.dl.baseline_tids = list_tids();
+  s.dl.party_tids.clear();
+  g_run_epoch.store(s.dl.run_epoch, std::memory_order_relaxed);
 }
 
 void parties_end() noexcept { g_run_epoch.store(0, std::memory_order_relaxed); }
@@ -182,10 +182,10 @@ void note_foreign_call() noexcept {
   runtime_pin pin;  // L1: s, its epoch and party_mu outlive this call
   if (!pin) return;
   scheduler* s = g_sched;
-  t_party_epoch = s->run_epoch;
+  t_party_epoch = s->dl.run_epoch;
   try {
-    std::lock_guard<std::mutex> lk(s->party_mu);
-    s->party_tids.push_back(static_cast<long>(::gettid()));
+    std::lock_guard<std::mutex> lk(s->dl.party_mu);
+    s->dl.party_tids.push_back(static_cast<long>(::gettid()));
   } catch (...) {
     t_party_epoch = 0;  // out of memory: try again next call
   }
@@ -193,25 +193,25 @@ void note_foreign_call() noexcept {
 
 deadlock_verdict deadlock_tick(scheduler& s, std::int64_t now) {
   if (!cheap_conditions(s)) {
-    s.dl_since = 0;
+    s.dl.since = 0;
     return deadlock_verdict::impossible;
   }
   const std::uint64_t sig = signature(s);
-  if (s.dl_since == 0 || sig != s.dl_signature) {
-    s.dl_signature = sig;
-    s.dl_since = now;
+  if (s.dl.since == 0 || sig != s.dl.signature) {
+    s.dl.signature = sig;
+    s.dl.since = now;
     return deadlock_verdict::watching;
   }
-  if (now - s.dl_since < confirm_ns) return deadlock_verdict::watching;
+  if (now - s.dl.since < confirm_ns) return deadlock_verdict::watching;
   if (foreign_party_alive(s)) {
-    s.dl_since = now;  // look again later: the party may exit
+    s.dl.since = now;  // look again later: the party may exit
     return deadlock_verdict::watching;
   }
   std::ostringstream msg;
   msg << "weft: all fibers are asleep - deadlock!\n\n";
   write_dump(s, msg, 1000);
-  s.deadlock_message = msg.str();
-  s.deadlocked = true;
+  s.dl.message = msg.str();
+  s.dl.deadlocked = true;
   return deadlock_verdict::deadlocked;
 }
 

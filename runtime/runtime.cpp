@@ -469,7 +469,7 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   }
   s->npidle.store(static_cast<int>(opts.workers) - 1);
   s->max_threads = st.max_threads;
-  s->schedtrace_ns = st.schedtrace_ns;
+  s->sysmon.trace_every_ns = st.schedtrace_ns;
   g_timers.begin_run();
   g_sched = s;
 
@@ -486,8 +486,8 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   s->ps[0].started.inc();
   s->ps[0].runq.push(mainf);
 
-  s->run_caller_tid = static_cast<long>(::gettid());
-  s->started_ns = now_ns();
+  s->dl.run_caller_tid = static_cast<long>(::gettid());
+  s->sysmon.started_ns = now_ns();
   if (st.sigquit_dump) {
     sigquit_install();
     build.sigquit = true;
@@ -548,8 +548,8 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   sigquit_remove();
   std::exception_ptr exc = s->main_exception;
   const int result = s->main_result;
-  const bool deadlocked = s->deadlocked;
-  std::string deadlock_message = std::move(s->deadlock_message);
+  const bool deadlocked = s->dl.deadlocked;
+  std::string deadlock_message = std::move(s->dl.message);
   s->stacks.destroy();
   s->fibers.destroy();
   g_sched = nullptr;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/deadlock.hpp"
 #include "runtime/fiber.hpp"
 #include "runtime/global_queue.hpp"
 #include "runtime/machine.hpp"
@@ -84,20 +85,8 @@ struct scheduler {
   int main_result = 0;
   std::exception_ptr main_exception;
 
-  // Diagnostics (deadlock.cpp, debug.cpp).
-  long run_caller_tid = 0;          // the thread in run(); never a party
-  std::vector<long> baseline_tids;  // threads alive when the runtime started (sorted)
-  std::mutex party_mu;
-  std::vector<long> party_tids;  // threads that called into weft; guarded by party_mu
-  std::uint64_t run_epoch = 0;   // distinguishes runs for the per-thread party flag
-  // Deadlock confirmation state, sysmon only.
-  std::uint64_t dl_signature = 0;
-  std::int64_t dl_since = 0;
-  // Set by sysmon before it wakes run() (release on all_idle); read by run().
-  bool deadlocked = false;
-  std::string deadlock_message;
-  std::int64_t started_ns = 0;     // when run() started, for schedtrace
-  std::int64_t schedtrace_ns = 0;  // WEFT_SCHEDTRACE interval, 0 = off
+  // The deadlock detector's per-run state (deadlock.hpp).
+  deadlock_state dl;
 
   // Plain threads inside ready() (U4, runtime.cpp): incremented before
   // they read the phase, decremented (release) when done; run() waits for

@@ -394,10 +394,11 @@ std::int64_t diagnostics(scheduler& s, bool idle, std::int64_t& next_trace,
   if (g_mutex_waiters.load(std::memory_order_relaxed) != 0) {
     cap = next_second - now;  // keep looking while fibers wait for locks
   }
-  if (s.schedtrace_ns > 0) {
+  const sysmon_state& sm = s.sysmon;
+  if (sm.trace_every_ns > 0) {
     if (now >= next_trace) {
-      std::fputs(schedtrace_line(s, now - s.started_ns).c_str(), stderr);
-      next_trace = now + s.schedtrace_ns;
+      std::fputs(schedtrace_line(s, now - sm.started_ns).c_str(), stderr);
+      next_trace = now + sm.trace_every_ns;
     }
     cap = std::min(cap, next_trace - now);
   }

@@ -68,6 +68,10 @@ struct sysmon_state {
   std::vector<hog_site> hog_sites;
   std::uint64_t hogs_unlisted = 0;  // hogs from sites beyond the named ones
   std::uint64_t gq_taken = 0;       // global queue progress at the previous tick; sysmon only
+  // WEFT_SCHEDTRACE: the interval (0 = off) and when run() started; set by
+  // run() before sysmon starts, then read-only.
+  std::int64_t trace_every_ns = 0;
+  std::int64_t started_ns = 0;
   // Statistics, written by the sysmon thread, read by stats().
   std::atomic<std::uint64_t> handoffs{0};  // processors taken from blocking calls and hogs
   std::atomic<std::uint64_t> hogs{0};      // hog episodes that needed a handoff
