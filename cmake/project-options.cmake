@@ -19,6 +19,11 @@ endif()
 # them errors there; a consumer's add_subdirectory keeps its own policy.
 option(WEFT_WERROR "Treat warnings in weft's own targets as errors" OFF)
 set(WEFT_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wshadow -Wnon-virtual-dtor)
+# -Wthread-safety (clang only, so the asan and tsan presets): checks the
+# "guarded by" annotations of include/weft/detail/thread_safety.hpp.
+if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  list(APPEND WEFT_WARNINGS -Wthread-safety)
+endif()
 if(WEFT_WERROR)
   list(APPEND WEFT_WARNINGS -Werror)
 endif()

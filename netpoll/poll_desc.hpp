@@ -19,9 +19,9 @@ inline constexpr std::int64_t no_deadline = INT64_MAX;
 // (a deadline, a contended direction lock, a plain thread waiting) and then
 // kept for every later incarnation of the record (N1).
 struct poll_cold {
-  spinlock lk;  // guards waiters
+  spinlock lk;
   // Fibers and threads queued for a direction lock (poll_desc::lock).
-  node_queue waiters[2];
+  node_queue waiters[2] WEFT_GUARDED_BY(lk);
   // Plain threads blocked in poll(2) on this descriptor; close() shuts the
   // socket down when non-zero so poll(2) returns. seq_cst (Dekker with
   // pd_close).

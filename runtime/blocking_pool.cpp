@@ -64,10 +64,10 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "runtime/locks.hpp"
 #include "runtime/sched_internal.hpp"
 #include "runtime/scheduler.hpp"
 #include "weft/blocking.hpp"
@@ -89,22 +89,23 @@ struct offload_call {
 };
 
 struct pool {
-  std::mutex mu;
+  os_mutex mu;
   std::condition_variable cv;        // pool threads wait here for calls
   std::condition_variable spawn_cv;  // the spawner waits here
-  std::thread spawner;               // started by the first call of a run; guarded by mu
-  offload_call* head = nullptr;      // pending calls, FIFO; guarded by mu
-  offload_call* tail = nullptr;
-  unsigned idle = 0;     // threads waiting for a call; guarded by mu
-  unsigned callers = 0;  // threads that run calls (all but the spawner); guarded by mu
-  unsigned busy = 0;     // threads running a call; guarded by mu
-  unsigned pending = 0;  // calls queued, not yet taken; guarded by mu
+  // All guarded by mu, except helpers.
+  std::thread spawner WEFT_GUARDED_BY(mu);           // started by the first call of a run
+  offload_call* head WEFT_GUARDED_BY(mu) = nullptr;  // pending calls, FIFO
+  offload_call* tail WEFT_GUARDED_BY(mu) = nullptr;
+  unsigned idle WEFT_GUARDED_BY(mu) = 0;     // threads waiting for a call
+  unsigned callers WEFT_GUARDED_BY(mu) = 0;  // threads that run calls (all but the spawner)
+  unsigned busy WEFT_GUARDED_BY(mu) = 0;     // threads running a call
+  unsigned pending WEFT_GUARDED_BY(mu) = 0;  // calls queued, not yet taken
   // Threads started this run (B2): written under mu, read without it by
   // newm's limit check (which holds scheduler::mu: lock order).
   std::atomic<unsigned> helpers{0};
-  bool stopping = false;             // guarded by mu
-  std::vector<std::thread> threads;  // guarded by mu
-  std::vector<long> tids;            // guarded by mu
+  bool stopping WEFT_GUARDED_BY(mu) = false;
+  std::vector<std::thread> threads WEFT_GUARDED_BY(mu);
+  std::vector<long> tids WEFT_GUARDED_BY(mu);
 };
 
 pool g_pool;
@@ -113,12 +114,12 @@ std::atomic<std::uint64_t> g_offloaded{0};
 
 void helper_main() {
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), pool_nice);
-  std::unique_lock<std::mutex> lk(g_pool.mu);
+  os_unique_lock lk(g_pool.mu);
   g_pool.tids.push_back(static_cast<long>(::gettid()));
   for (;;) {
     while (g_pool.head == nullptr && !g_pool.stopping) {
       ++g_pool.idle;
-      g_pool.cv.wait(lk);
+      g_pool.cv.wait(lk.native());
       --g_pool.idle;
     }
     if (g_pool.head == nullptr) return;  // stopping, nothing left
@@ -147,11 +148,11 @@ void helper_main() {
   }
 }
 
-// may_grow: B2. Requires g_pool.mu.
-bool may_grow() {
+// may_grow: B2.
+bool may_grow() WEFT_REQUIRES(g_pool.mu) {
   std::size_t machines = 0;
   {
-    std::lock_guard<std::mutex> lk(g_sched->mu);
+    os_lock lk(g_sched->mu);
     machines = g_sched->machines.size();
   }
   // Keep room for a machine per processor besides.
@@ -165,11 +166,11 @@ bool may_grow() {
 // never holds up a worker (and the fibers and timers behind it).
 void spawner_main() {
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), pool_nice);
-  std::unique_lock<std::mutex> lk(g_pool.mu);
+  os_unique_lock lk(g_pool.mu);
   g_pool.tids.push_back(static_cast<long>(::gettid()));
   for (;;) {
     while (!g_pool.stopping && !(g_pool.pending > g_pool.callers - g_pool.busy && may_grow())) {
-      g_pool.spawn_cv.wait(lk);
+      g_pool.spawn_cv.wait(lk.native());
     }
     if (g_pool.stopping) return;
     ++g_pool.callers;
@@ -193,7 +194,7 @@ void spawner_main() {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
         lk.lock();
       } else {
-        g_pool.spawn_cv.wait(lk);
+        g_pool.spawn_cv.wait(lk.native());
       }
     }
   }
@@ -203,7 +204,7 @@ void spawner_main() {
 // starts one. Throws only when the spawner cannot be started (then nothing
 // is queued and the caller runs the call itself).
 void submit(offload_call* c) {
-  std::lock_guard<std::mutex> lk(g_pool.mu);
+  os_lock lk(g_pool.mu);
   if (!g_pool.spawner.joinable()) {
     g_pool.spawner = std::thread(spawner_main);
     g_pool.helpers.fetch_add(1, std::memory_order_relaxed);
@@ -262,7 +263,7 @@ std::uint64_t blocking_calls_offloaded() noexcept {
 }
 
 void blocking_pool_tids(std::vector<long>& out) {
-  std::lock_guard<std::mutex> lk(g_pool.mu);
+  os_lock lk(g_pool.mu);
   out.insert(out.end(), g_pool.tids.begin(), g_pool.tids.end());
 }
 
@@ -273,13 +274,13 @@ std::size_t blocking_pool_threads() noexcept {
 void blocking_pool_stop() noexcept {
   std::vector<std::thread> ts;
   {
-    std::lock_guard<std::mutex> lk(g_pool.mu);
+    os_lock lk(g_pool.mu);
     g_pool.stopping = true;
     g_pool.cv.notify_all();
     g_pool.spawn_cv.notify_all();
   }
   {
-    std::unique_lock<std::mutex> lk(g_pool.mu);
+    os_unique_lock lk(g_pool.mu);
     if (g_pool.spawner.joinable()) {
       std::thread sp = std::move(g_pool.spawner);
       lk.unlock();
@@ -293,7 +294,7 @@ void blocking_pool_stop() noexcept {
     t.join();
     g_sched->live_threads.fetch_sub(1, std::memory_order_relaxed);
   }
-  std::lock_guard<std::mutex> lk(g_pool.mu);
+  os_lock lk(g_pool.mu);
   g_pool.stopping = false;
   g_pool.helpers.store(0, std::memory_order_relaxed);
   g_pool.idle = 0;

@@ -81,19 +81,22 @@ struct ctx_node {
   std::atomic<std::uint32_t> mem{1};      // likewise (X4)
   spinlock lk;
   std::atomic<std::uint8_t> err{err_none};  // X1
-  bool in_parent = false;                   // X3; guarded by parent->lk
-  bool own_timer = false;                   // immutable: this node's deadline is its own
-  ctx_node* parent = nullptr;               // immutable
-  ctx_node* clock = nullptr;                // immutable: the node whose timer ends this one
-  std::int64_t deadline = never;            // immutable: steady_clock ns
+  // in_parent, sib_prev, sib_next: guarded by parent->lk. Not annotated:
+  // the code reaches that lock through a sibling or a local copy of
+  // `parent`, which the analysis cannot prove is the same lock.
+  bool in_parent = false;         // X3
+  bool own_timer = false;         // immutable: this node's deadline is its own
+  ctx_node* parent = nullptr;     // immutable
+  ctx_node* clock = nullptr;      // immutable: the node whose timer ends this one
+  std::int64_t deadline = never;  // immutable: steady_clock ns
   // Children, linked through sib_prev/sib_next; guarded by this node's lk.
-  ctx_node* children = nullptr;
-  ctx_node* sib_prev = nullptr;  // guarded by parent->lk
+  ctx_node* children WEFT_GUARDED_BY(lk) = nullptr;
+  ctx_node* sib_prev = nullptr;
   ctx_node* sib_next = nullptr;
-  ctx_hook* hooks = nullptr;                 // X2; guarded by lk
-  std::optional<chan<std::monostate>> done;  // guarded by lk
-  timer tm;                                  // guarded by the timers lock (X4)
-  std::atomic<std::uint64_t> timer_run{0};   // written under the timers lock; read as a hint
+  ctx_hook* hooks WEFT_GUARDED_BY(lk) = nullptr;  // X2
+  std::optional<chan<std::monostate>> done WEFT_GUARDED_BY(lk);
+  timer tm;                                 // guarded by the timers lock (X4)
+  std::atomic<std::uint64_t> timer_run{0};  // written under the timers lock; read as a hint
 };
 
 struct ctx_access {

@@ -140,7 +140,7 @@ std::uint64_t signature(scheduler& s) {
 bool foreign_party_alive(scheduler& s) {
   std::vector<long> runtime_tids;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    os_lock lk(s.mu);
     for (const machine* m : s.machines) runtime_tids.push_back(m->tid);
   }
   blocking_pool_tids(runtime_tids);
@@ -148,7 +148,7 @@ bool foreign_party_alive(scheduler& s) {
   runtime_tids.push_back(s.sysmon.tid.load(std::memory_order_relaxed));
   std::vector<long> parties;
   {
-    std::lock_guard<std::mutex> lk(s.dl.party_mu);
+    os_lock lk(s.dl.party_mu);
     parties = s.dl.party_tids;
   }
   for (long tid : list_tids()) {
@@ -166,7 +166,10 @@ bool foreign_party_alive(scheduler& s) {
 void parties_begin(scheduler& s) {
   s.dl.run_epoch = g_epoch.fetch_add(1, std::memory_order_relaxed) + 1;
   s.dl.baseline_tids = list_tids();
-  s.dl.party_tids.clear();
+  {
+    os_lock lk(s.dl.party_mu);  // no plain thread can enter yet (L1); for the analysis
+    s.dl.party_tids.clear();
+  }
   g_run_epoch.store(s.dl.run_epoch, std::memory_order_relaxed);
 }
 
@@ -184,7 +187,7 @@ void note_foreign_call() noexcept {
   scheduler* s = g_sched;
   t_party_epoch = s->dl.run_epoch;
   try {
-    std::lock_guard<std::mutex> lk(s->dl.party_mu);
+    os_lock lk(s->dl.party_mu);
     s->dl.party_tids.push_back(static_cast<long>(::gettid()));
   } catch (...) {
     t_party_epoch = 0;  // out of memory: try again next call

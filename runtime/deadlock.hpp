@@ -7,9 +7,10 @@
 // deadlock.cpp.
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "runtime/locks.hpp"
 
 namespace weft::detail {
 
@@ -20,8 +21,8 @@ struct deadlock_state {
   long run_caller_tid = 0;          // the thread in run(); never a party
   std::vector<long> baseline_tids;  // threads alive when the runtime started (sorted)
   std::uint64_t run_epoch = 0;      // distinguishes runs for the per-thread party flag
-  std::mutex party_mu;
-  std::vector<long> party_tids;  // threads that called into weft; guarded by party_mu
+  os_mutex party_mu;
+  std::vector<long> party_tids WEFT_GUARDED_BY(party_mu);  // threads that called into weft
 
   // Confirmation (D1): sysmon's alone.
   std::uint64_t signature = 0;

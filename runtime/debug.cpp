@@ -234,7 +234,7 @@ std::string schedtrace_line(scheduler& s, std::int64_t since_start_ns) {
   unsigned idle_threads;
   std::size_t threads;
   {
-    std::lock_guard<std::mutex> lk(s.mu);
+    os_lock lk(s.mu);
     idle_threads = s.nmidle;
     threads = s.machines.size() + 2;
   }

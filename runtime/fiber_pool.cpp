@@ -61,7 +61,7 @@ void fiber_pool::reset(fiber* f) noexcept {
 
 fiber* fiber_pool::acquire(fiber_cache& c) {
   if (c.count == 0) {
-    std::lock_guard<std::mutex> lk(mu_);
+    os_lock lk(mu_);
     if (free_.empty() && cold_.empty()) grow_locked();
     // Warm records only while there are any (the cache is LIFO).
     if (!free_.empty()) {
@@ -109,7 +109,7 @@ fiber* fiber_pool::pop_locked() {
 }
 
 fiber* fiber_pool::acquire_shared() {
-  std::lock_guard<std::mutex> lk(mu_);
+  os_lock lk(mu_);
   fiber* f = pop_locked();
   WEFT_DCHECK(f->state.load(std::memory_order_relaxed) == fiber_state::free,
               "a free fiber record is in use (released twice?)");
@@ -121,7 +121,7 @@ std::size_t fiber_pool::scavenge() noexcept {
   std::vector<fiber*> victims;
   std::vector<cold_run> runs;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    os_lock lk(mu_);
     lows_[lows_seen_ % scavenge_ticks] = low_;
     ++lows_seen_;
     low_ = free_.size();
@@ -176,7 +176,7 @@ std::size_t fiber_pool::scavenge() noexcept {
     runs.push_back(cold_run{victims[i], j - i});  // reserved
     i = j;
   }
-  std::lock_guard<std::mutex> lk(mu_);
+  os_lock lk(mu_);
   cold_seq_ = std::max(cold_seq_, top_seq);             // before any of them can be popped (P4)
   cold_.insert(cold_.end(), runs.begin(), runs.end());  // reserved
   cold_count_.fetch_add(victims.size(), std::memory_order_relaxed);
@@ -202,7 +202,7 @@ void fiber_pool::release(fiber_cache& c, fiber* f) noexcept {
     // Hand the older half back.
     constexpr unsigned half = fiber_cache::capacity / 2;
     {
-      std::lock_guard<std::mutex> lk(mu_);
+      os_lock lk(mu_);
       free_.insert(free_.end(), c.items, c.items + half);
     }
     free_count_.fetch_add(half, std::memory_order_relaxed);
@@ -214,21 +214,21 @@ void fiber_pool::release(fiber_cache& c, fiber* f) noexcept {
 
 void fiber_pool::release_shared(fiber* f) noexcept {
   retire(f);
-  std::lock_guard<std::mutex> lk(mu_);
+  os_lock lk(mu_);
   free_.push_back(f);
   free_count_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void fiber_pool::flush(fiber_cache& c) noexcept {
   if (c.count == 0) return;
-  std::lock_guard<std::mutex> lk(mu_);
+  os_lock lk(mu_);
   free_.insert(free_.end(), c.items, c.items + c.count);
   free_count_.fetch_add(c.count, std::memory_order_relaxed);
   c.count = 0;
 }
 
 void fiber_pool::destroy() noexcept {
-  std::lock_guard<std::mutex> lk(mu_);
+  os_lock lk(mu_);
   const std::size_t n = published_.load(std::memory_order_relaxed);
   published_.store(0, std::memory_order_relaxed);
   for (std::size_t c = 0; c < n; ++c) {

@@ -45,10 +45,10 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <vector>
 
 #include "runtime/fiber.hpp"
+#include "runtime/locks.hpp"
 
 namespace weft::detail {
 
@@ -134,12 +134,13 @@ class fiber_pool {
  private:
   static constexpr unsigned batch = 64;
 
-  void grow_locked();  // requires mu_
+  void grow_locked() WEFT_REQUIRES(mu_);
   // pages_resident: mincore of a chunk into out[chunk_bytes / page_]; false if
   // mincore failed (then every record counts as resident).
   static bool pages_resident(fiber* chunk, unsigned char* out) noexcept;
-  fiber* pop_locked();       // requires mu_; a warm record, else a cold one, else a new chunk
-  fiber* pop_cold_locked();  // requires mu_ and a cold record
+  // pop_locked: a warm record, else a cold one, else a new chunk.
+  fiber* pop_locked() WEFT_REQUIRES(mu_);
+  fiber* pop_cold_locked() WEFT_REQUIRES(mu_);  // requires a cold record
   static void reset(fiber* f) noexcept;
   // retire: mark a record free (fiber.hpp F4: from dead, or from free for
   // one that never ran).
@@ -148,20 +149,20 @@ class fiber_pool {
   // The page size: set under mu_ with the first chunk, before published_ is
   // stored (walkers read it after their acquire load of published_).
   std::size_t page_ = 4096;
-  std::mutex mu_;
-  std::vector<fiber*> free_;  // warm, LIFO at the back; guarded by mu_
+  os_mutex mu_;
+  std::vector<fiber*> free_ WEFT_GUARDED_BY(mu_);  // warm, LIFO at the back
   // Records whose pages the scavenger released, as runs of adjacent records
   // (a list of pointers would itself keep 8 bytes per record resident).
   struct cold_run {
     fiber* first;
     std::size_t count;
   };
-  std::vector<cold_run> cold_;  // guarded by mu_
-  std::size_t low_ = 0;         // free_'s low-water mark this tick (P3)
-  std::uint32_t cold_seq_ = 0;  // P4; guarded by mu_
+  std::vector<cold_run> cold_ WEFT_GUARDED_BY(mu_);
+  std::size_t low_ WEFT_GUARDED_BY(mu_) = 0;         // free_'s low-water mark this tick (P3)
+  std::uint32_t cold_seq_ WEFT_GUARDED_BY(mu_) = 0;  // P4
   // The scavenger's (P3): the last scavenge_ticks low-water marks, a ring.
-  std::size_t lows_[scavenge_ticks] = {};
-  std::uint64_t lows_seen_ = 0;
+  std::size_t lows_[scavenge_ticks] WEFT_GUARDED_BY(mu_) = {};
+  std::uint64_t lows_seen_ WEFT_GUARDED_BY(mu_) = 0;
   // Written under mu_; read lock-free only as statistics and hints.
   std::atomic<std::uint64_t> free_count_{0};  // free_.size() + cold_.size()
   std::atomic<std::uint64_t> cold_count_{0};

@@ -15,9 +15,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 
 #include "runtime/fiber.hpp"
+#include "runtime/locks.hpp"
 
 namespace weft::detail {
 
@@ -26,7 +26,7 @@ class global_queue {
   void push(fiber* f) noexcept { push_many(&f, 1); }
 
   void push_many(fiber* const* fs, std::size_t n) noexcept {
-    std::lock_guard<std::mutex> lk(mu_);
+    os_lock lk(mu_);
     reserve_locked(count_ + n);
     for (std::size_t i = 0; i < n; ++i) buf_[(head_ + count_ + i) & mask_] = fs[i];
     count_ += n;
@@ -36,7 +36,7 @@ class global_queue {
   // push_front_many: queue ahead of everything queued, in order (fibers
   // woken by their timers, which should not wait behind a backlog).
   void push_front_many(fiber* const* fs, std::size_t n) noexcept {
-    std::lock_guard<std::mutex> lk(mu_);
+    os_lock lk(mu_);
     reserve_locked(count_ + n);
     head_ = (head_ - n) & mask_;
     for (std::size_t i = 0; i < n; ++i) buf_[(head_ + i) & mask_] = fs[i];
@@ -46,7 +46,7 @@ class global_queue {
 
   // pop_many: move up to max fibers into out[]; returns the count.
   std::size_t pop_many(fiber** out, std::size_t max) noexcept {
-    std::lock_guard<std::mutex> lk(mu_);
+    os_lock lk(mu_);
     const std::size_t n = count_ < max ? count_ : max;
     for (std::size_t i = 0; i < n; ++i) out[i] = buf_[(head_ + i) & mask_];
     head_ = (head_ + n) & mask_;
@@ -62,7 +62,7 @@ class global_queue {
 
   // clear: drop every entry (shutdown, after all workers stopped).
   void clear() noexcept {
-    std::lock_guard<std::mutex> lk(mu_);
+    os_lock lk(mu_);
     buf_.reset();
     head_ = count_ = 0;
     mask_ = 0;
@@ -71,7 +71,7 @@ class global_queue {
   }
 
  private:
-  void reserve_locked(std::size_t need) noexcept {
+  void reserve_locked(std::size_t need) noexcept WEFT_REQUIRES(mu_) {
     if (need <= cap_) return;
     std::size_t cap = cap_ == 0 ? 1024 : cap_;
     while (cap < need) cap *= 2;
@@ -83,10 +83,12 @@ class global_queue {
     mask_ = cap - 1;
   }
 
-  std::mutex mu_;
-  // All guarded by mu_.
-  std::unique_ptr<fiber*[]> buf_;
-  std::size_t cap_ = 0, mask_ = 0, head_ = 0, count_ = 0;
+  os_mutex mu_;
+  std::unique_ptr<fiber*[]> buf_ WEFT_GUARDED_BY(mu_);
+  std::size_t cap_ WEFT_GUARDED_BY(mu_) = 0;
+  std::size_t mask_ WEFT_GUARDED_BY(mu_) = 0;
+  std::size_t head_ WEFT_GUARDED_BY(mu_) = 0;
+  std::size_t count_ WEFT_GUARDED_BY(mu_) = 0;
   std::atomic<std::size_t> size_{0};
   std::atomic<std::uint64_t> taken_{0};  // written under mu_, read as a hint
 };

@@ -18,7 +18,7 @@ struct group_state {
   wait_group wg;
   context ctx;
   spinlock lk;
-  std::exception_ptr first;  // guarded by lk
+  std::exception_ptr first WEFT_GUARDED_BY(lk);
 };
 
 void group_fail(group_state& s, std::exception_ptr e) noexcept {

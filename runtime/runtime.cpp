@@ -292,7 +292,7 @@ struct unwinder {
     // fiber parked in a destructor waits for a ready, U1.)
     if (f->unwinding) return false;
     {
-      std::lock_guard<std::mutex> lk(s.final_mu);
+      os_lock lk(s.final_mu);
       if (f->queued_final) return false;  // U1
       if (!f->state.compare_exchange_strong(st, fiber_state::running, std::memory_order_relaxed)) {
         return false;
@@ -305,7 +305,7 @@ struct unwinder {
   // pop_readied: take the oldest readied fiber and claim it (U1: nobody
   // else changes the state of a listed fiber).
   fiber* pop_readied() {
-    std::lock_guard<std::mutex> lk(s.final_mu);
+    os_lock lk(s.final_mu);
     fiber* f = s.final_first;
     if (f != nullptr) {
       s.final_first = f->link;
@@ -460,12 +460,16 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
     s->ps[i].spare = i >= opts.workers;
   }
   s->nactive.store(static_cast<int>(opts.workers), std::memory_order_relaxed);
-  // Processors 1..n-1 start idle; processor 0 runs main.
-  for (unsigned i = opts.workers; i-- > 1;) {
-    processor* p = &s->ps[i];
-    p->status.store(p_status::idle, std::memory_order_relaxed);
-    p->idle_link = s->pidle;
-    s->pidle = p;
+  // Processors 1..n-1 start idle; processor 0 runs main. (No other
+  // thread exists yet; the lock is for the analysis, and costs nothing.)
+  {
+    os_lock lk(s->mu);
+    for (unsigned i = opts.workers; i-- > 1;) {
+      processor* p = &s->ps[i];
+      p->status.store(p_status::idle, std::memory_order_relaxed);
+      p->idle_link = s->pidle;
+      s->pidle = p;
+    }
   }
   s->npidle.store(static_cast<int>(opts.workers) - 1);
   s->max_threads = st.max_threads;
@@ -533,7 +537,10 @@ int run_main(int (*main_fn)(void*), void* arg, const options& opts_in, const cha
   u.run();
   teardown_report rep{};
   rep.fibers_unwound = u.unwound;
-  rep.late_wakes = s->late_wakes;
+  {
+    os_lock lk(s->final_mu);  // every thread that could take it is gone
+    rep.late_wakes = s->late_wakes;
+  }
   // Runtime-owned timers (after, ticker) still queued are disposed, not
   // leaked: only the others count as pending.
   const std::size_t queued = g_timers.pending();
@@ -724,7 +731,7 @@ runtime_stats stats() noexcept {
   // Worker threads plus the poller and sysmon.
   r.threads = s->live_threads.load(std::memory_order_relaxed) + 2;
   {
-    std::lock_guard<std::mutex> lk(s->mu);
+    detail::os_lock lk(s->mu);
     r.idle_threads = s->nmidle;
   }
   const std::uint64_t running = static_cast<std::uint64_t>(s->nm_running.load());

@@ -75,14 +75,14 @@ namespace {
 
 // ---- processors and machines under sched::mu ----
 
-[[maybe_unused]] bool on_idle_list(const processor* p) noexcept {  // requires mu
+[[maybe_unused]] bool on_idle_list(const processor* p) noexcept WEFT_REQUIRES(g_sched->mu) {
   for (const processor* q = g_sched->pidle; q != nullptr; q = q->idle_link) {
     if (q == p) return true;
   }
   return false;
 }
 
-void pidle_put(processor* p) noexcept {  // requires mu
+void pidle_put(processor* p) noexcept WEFT_REQUIRES(g_sched->mu) {
   WEFT_DCHECK(!on_idle_list(p), "processor.hpp P2: an idle processor is listed once");
   drop_preempt(p);  // before npidle counts it (introspect's idle_processors)
   p->status.store(p_status::idle, std::memory_order_relaxed);
@@ -92,7 +92,7 @@ void pidle_put(processor* p) noexcept {  // requires mu
   g_sched->npidle.fetch_add(1, std::memory_order_seq_cst);  // K3
 }
 
-processor* pidle_get() noexcept {  // requires mu
+processor* pidle_get() noexcept WEFT_REQUIRES(g_sched->mu) {
   processor* p = g_sched->pidle;
   if (p == nullptr) return nullptr;
   g_sched->pidle = p->idle_link;
@@ -115,7 +115,7 @@ void acquire_p(machine* m, processor* p) noexcept {
 
 // release_p: the machine gives up its processor because it found no work
 // (requires mu). A lent spare goes back to sleep instead of to the idle list.
-void release_p(machine* m, processor* p) noexcept {
+void release_p(machine* m, processor* p) noexcept WEFT_REQUIRES(g_sched->mu) {
   m->p = nullptr;
   if (p->spare) {
     drop_preempt(p);
@@ -141,7 +141,7 @@ void newm(processor* p, bool spinning) {
   m->nextp = p;
   m->spinning = spinning;
   {
-    std::lock_guard<std::mutex> lk(g_sched->mu);
+    os_lock lk(g_sched->mu);
     // blocking() waits for a pool thread at the limit (blocking_pool.cpp),
     // so only a runaway gets here: threads the runtime cannot account for.
     if (g_sched->machines.size() + blocking_pool_threads() >= g_sched->max_threads) {
@@ -162,7 +162,7 @@ void newm(processor* p, bool spinning) {
 
 // signal_if_all_idle: shutdown waits for every machine to be idle and no
 // fiber to run (requires mu).
-void signal_if_all_idle() noexcept {
+void signal_if_all_idle() noexcept WEFT_REQUIRES(g_sched->mu) {
   if (g_sched->ph.load(std::memory_order_seq_cst) != phase::running &&
       g_sched->nmidle == g_sched->machines.size() && g_sched->nm_running.load() == 0) {
     g_sched->all_idle.store(1, std::memory_order_release);  // pairs with run()'s wait
@@ -173,7 +173,7 @@ void signal_if_all_idle() noexcept {
 // stopm: park this machine until startm or shutdown hands it something.
 void stopm(machine* m) noexcept {
   {
-    std::lock_guard<std::mutex> lk(g_sched->mu);
+    os_lock lk(g_sched->mu);
     if (m->exiting()) return;  // S1: told to exit (under mu, so not listed idle again)
     m->idle_link = g_sched->midle;
     g_sched->midle = m;
@@ -193,7 +193,7 @@ void stopm(machine* m) noexcept {
 void startm(processor* p, bool spinning) noexcept {
   machine* m = nullptr;
   {
-    std::lock_guard<std::mutex> lk(g_sched->mu);
+    os_lock lk(g_sched->mu);
     if (p == nullptr) p = pidle_get();
     if (p == nullptr) {
       if (spinning) g_sched->nmspinning.fetch_sub(1, std::memory_order_seq_cst);
@@ -415,7 +415,7 @@ void stop_spinning(machine* m) noexcept {
 // (work appeared) or has slept until handed one.
 fiber* give_up_p(machine* m, processor* p) noexcept {
   {
-    std::lock_guard<std::mutex> lk(g_sched->mu);
+    os_lock lk(g_sched->mu);
     if (g_sched->gq.size_hint() != 0) {
       if (fiber* f = global_get(p, 0)) return f;
     }
@@ -428,7 +428,7 @@ fiber* give_up_p(machine* m, processor* p) noexcept {
   if (any_work()) {
     processor* np = nullptr;
     {
-      std::lock_guard<std::mutex> lk(g_sched->mu);
+      os_lock lk(g_sched->mu);
       np = pidle_get();
     }
     if (np != nullptr) {
@@ -455,7 +455,7 @@ fiber* find_runnable(machine* m) noexcept {
       // "Fork"): there is nothing here to run it or anything else.
       if (g_sched->ph.load(std::memory_order_relaxed) == phase::forked) forked_child_fatal();
       if (p != nullptr) {
-        std::lock_guard<std::mutex> lk(g_sched->mu);
+        os_lock lk(g_sched->mu);
         release_p(m, p);
       }
       if (m->spinning) stop_spinning(m);
@@ -525,7 +525,7 @@ void start_first_machine(processor* p) {
 }
 
 void wake_all_for_exit() {
-  std::lock_guard<std::mutex> lk(g_sched->mu);
+  os_lock lk(g_sched->mu);
   for (machine* m : g_sched->machines) {
     m->wake.fetch_or(machine::wake_exit, std::memory_order_release);  // S1; pairs with stopm
     futex_wake(m->wake);
@@ -535,7 +535,7 @@ void wake_all_for_exit() {
 void join_machines() {
   std::vector<machine*> ms;
   {
-    std::lock_guard<std::mutex> lk(g_sched->mu);
+    os_lock lk(g_sched->mu);
     ms.swap(g_sched->machines);
     g_sched->midle = nullptr;
     g_sched->nmidle = 0;
@@ -554,7 +554,7 @@ void running_done_offload() noexcept {
   // sees zero, or we see every machine idle and signal for it.
   if (g_sched->nm_running.fetch_sub(1, std::memory_order_seq_cst) != 1) return;
   if (g_sched->ph.load(std::memory_order_seq_cst) == phase::running) return;
-  std::lock_guard<std::mutex> lk(g_sched->mu);
+  os_lock lk(g_sched->mu);
   signal_if_all_idle();
 }
 
@@ -578,7 +578,7 @@ void handoff_p(processor* p) noexcept {
       return;
     }
   }
-  std::unique_lock<std::mutex> lk(g_sched->mu);
+  os_unique_lock lk(g_sched->mu);
   if (g_sched->gq.size_hint() != 0) {
     lk.unlock();
     startm(p, false);
@@ -599,7 +599,7 @@ void drop_preempt(processor* p) noexcept {
 
 bool lend_spare() noexcept {
   {
-    std::lock_guard<std::mutex> lk(g_sched->mu);
+    os_lock lk(g_sched->mu);
     processor* spare = nullptr;
     for (unsigned i = g_sched->nprocs; i < g_sched->np_total; ++i) {
       if (g_sched->ps[i].status.load(std::memory_order_relaxed) == p_status::dead) {
@@ -620,14 +620,14 @@ void wake_idle() noexcept {
 }
 
 void flush_idle_stack_caches() noexcept {
-  std::lock_guard<std::mutex> lk(g_sched->mu);
+  os_lock lk(g_sched->mu);
   for (processor* p = g_sched->pidle; p != nullptr; p = p->idle_link)
     g_sched->stacks.flush(p->stacks);
 }
 
 void retire_idle_spares() noexcept {
   if (g_sched->nactive.load(std::memory_order_relaxed) <= static_cast<int>(g_sched->nprocs)) return;
-  std::lock_guard<std::mutex> lk(g_sched->mu);
+  os_lock lk(g_sched->mu);
   processor** link = &g_sched->pidle;
   while (processor* p = *link) {
     if (!p->spare) {
@@ -690,7 +690,7 @@ void exit_blocking() noexcept {
   m->p = nullptr;
   processor* np = nullptr;
   if (g_sched->ph.load(std::memory_order_acquire) == phase::running) {
-    std::lock_guard<std::mutex> lk(g_sched->mu);
+    os_lock lk(g_sched->mu);
     np = pidle_get();
   }
   if (np != nullptr) {

@@ -9,13 +9,13 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "runtime/deadlock.hpp"
 #include "runtime/fiber.hpp"
 #include "runtime/global_queue.hpp"
+#include "runtime/locks.hpp"
 #include "runtime/machine.hpp"
 #include "runtime/processor.hpp"
 #include "runtime/sched_ops.hpp"
@@ -45,11 +45,11 @@ struct scheduler {
   // mu guards: pidle, midle/nmidle, machines, every p->idle_link, and the
   // idle <-> running transitions of processors. Lock order:
   // sched::mu < global_queue::mu < pools.
-  std::mutex mu;
-  processor* pidle = nullptr;
-  machine* midle = nullptr;
-  unsigned nmidle = 0;
-  std::vector<machine*> machines;
+  os_mutex mu;
+  processor* pidle WEFT_GUARDED_BY(mu) = nullptr;
+  machine* midle WEFT_GUARDED_BY(mu) = nullptr;
+  unsigned nmidle WEFT_GUARDED_BY(mu) = 0;
+  std::vector<machine*> machines WEFT_GUARDED_BY(mu);
   // Worker threads allowed (Go's limit, 10,000 by default; env
   // WEFT_MAX_THREADS). Far more means fibers are piling up in blocking
   // calls, and the process is better stopped with a clear message than left
@@ -95,12 +95,12 @@ struct scheduler {
 
   // phase::final only: fibers readied while unwinding, resumed by run()'s
   // thread. Guarded by final_mu (a foreign thread may ready one).
-  std::mutex final_mu;
-  fiber* final_first = nullptr;
-  fiber* final_last = nullptr;
+  os_mutex final_mu;
+  fiber* final_first WEFT_GUARDED_BY(final_mu) = nullptr;
+  fiber* final_last WEFT_GUARDED_BY(final_mu) = nullptr;
   // Readies in phase final that found the fiber finished: its waker read
   // a dead waiter (U1, runtime.cpp). Guarded by final_mu.
-  std::uint64_t late_wakes = 0;
+  std::uint64_t late_wakes WEFT_GUARDED_BY(final_mu) = 0;
 };
 
 // advance_phase: move the phase forward to `to`; a later phase stays (U5,

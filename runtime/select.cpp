@@ -89,7 +89,8 @@ struct lockset {
 // unlock_all: the park release of a blocked select (S3): copy the list out
 // of the selecting party's frame first, since the first unlock lets a waker
 // resume that party, which may leave the frame before the last unlock.
-void unlock_all(void* arg) noexcept {
+// Not analysed (thread_safety.hpp): it releases a run-time set of locks.
+void unlock_all(void* arg) noexcept WEFT_NO_THREAD_SAFETY_ANALYSIS {
   const auto* ls = static_cast<const lockset*>(arg);
   const std::size_t m = ls->m;
   auto** copy = static_cast<chan_base**>(__builtin_alloca(m * sizeof(chan_base*)));
@@ -167,7 +168,11 @@ select_outcome block(case_ref* cs, std::size_t n, const select_scratch& s, std::
 
 }  // namespace
 
-select_outcome select_impl(case_ref* cs, std::size_t n, bool has_default, const select_scratch& s) {
+// Not analysed (thread_safety.hpp): pass 2 holds a run-time set of channel
+// locks, which the analysis cannot name. Pass 1 takes one lock at a time
+// the way chan.hpp does, which is analysed there.
+select_outcome select_impl(case_ref* cs, std::size_t n, bool has_default,
+                           const select_scratch& s) WEFT_NO_THREAD_SAFETY_ANALYSIS {
   shuffle(s.order, n);
 
   // Pass 1: one channel at a time.

@@ -149,7 +149,7 @@ void stack_pool::refill_locked(stack_cache& c) {
 
 stack_slot* stack_pool::acquire(stack_cache& c) {
   if (c.head == nullptr) {
-    std::lock_guard<std::mutex> lk(mu_);
+    os_lock lk(mu_);
     refill_locked(c);
   }
   stack_slot* s = c.head;
@@ -179,7 +179,7 @@ void stack_pool::release(stack_cache& c, stack_slot* s) noexcept {
     tail = tail->next;
     ++n;
   }
-  std::lock_guard<std::mutex> lk(mu_);
+  os_lock lk(mu_);
   tail->next = free_;
   free_ = rest;
   free_count_.fetch_add(n, std::memory_order_relaxed);
@@ -189,7 +189,7 @@ std::size_t stack_pool::scavenge() noexcept {
   stack_slot* victims = nullptr;
   std::size_t n = 0;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    os_lock lk(mu_);
     lows_[lows_seen_ % scavenge_ticks] = low_;
     ++lows_seen_;
     const std::size_t count = free_count_.load(std::memory_order_relaxed);
@@ -227,7 +227,7 @@ std::size_t stack_pool::scavenge() noexcept {
     tail = s;
   }
   for (stack_slot* s = victims; s != nullptr; s = s->next) s->in_batch = false;
-  std::lock_guard<std::mutex> lk(mu_);
+  os_lock lk(mu_);
   tail->next = cold_;
   cold_ = victims;
   cold_count_.fetch_add(n, std::memory_order_relaxed);
@@ -238,7 +238,7 @@ void stack_pool::flush(stack_cache& c) noexcept {
   if (c.head == nullptr) return;
   stack_slot* tail = c.head;
   while (tail->next != nullptr) tail = tail->next;
-  std::lock_guard<std::mutex> lk(mu_);
+  os_lock lk(mu_);
   tail->next = free_;
   free_ = c.head;
   free_count_.fetch_add(c.count, std::memory_order_relaxed);
@@ -247,14 +247,13 @@ void stack_pool::flush(stack_cache& c) noexcept {
 }
 
 std::uint64_t stack_pool::stacks_out() const noexcept {
-  auto* self = const_cast<stack_pool*>(this);
-  std::lock_guard<std::mutex> lk(self->mu_);
+  os_lock lk(mu_);
   return total_ - free_count_.load(std::memory_order_relaxed) -
          cold_count_.load(std::memory_order_relaxed);
 }
 
 void stack_pool::destroy() noexcept {
-  std::lock_guard<std::mutex> lk(mu_);
+  os_lock lk(mu_);
   for (slab& s : slabs_) {
     ::munmap(s.base, s.bytes);
     delete[] s.slots;

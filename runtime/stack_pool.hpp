@@ -71,8 +71,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <vector>
+
+#include "runtime/locks.hpp"
 
 namespace weft::detail {
 
@@ -155,8 +156,8 @@ class stack_pool {
   static constexpr std::size_t scavenge_max_batch = 4096;
 
  private:
-  void grow_locked();                  // requires mu_
-  void refill_locked(stack_cache& c);  // requires mu_
+  void grow_locked() WEFT_REQUIRES(mu_);
+  void refill_locked(stack_cache& c) WEFT_REQUIRES(mu_);
 
   struct slab {
     void* base;
@@ -167,21 +168,20 @@ class stack_pool {
   std::size_t usable_ = 0;
   std::size_t page_ = 4096;
   std::size_t guard_budget_ = 0;  // guarded stacks still allowed
-  std::mutex mu_;
-  // All below guarded by mu_.
-  std::vector<slab> slabs_;
-  stack_slot* free_ = nullptr;  // warm list, LIFO
-  stack_slot* cold_ = nullptr;  // pages released by the scavenger
+  mutable os_mutex mu_;           // mutable: stacks_out() is const
+  std::vector<slab> slabs_ WEFT_GUARDED_BY(mu_);
+  stack_slot* free_ WEFT_GUARDED_BY(mu_) = nullptr;  // warm list, LIFO
+  stack_slot* cold_ WEFT_GUARDED_BY(mu_) = nullptr;  // pages released by the scavenger
   // Written under mu_; read without it as statistics and as the scavenger's
   // hint (relaxed).
   std::atomic<std::size_t> free_count_{0};
   std::atomic<std::size_t> cold_count_{0};
-  std::size_t total_ = 0;
-  std::size_t low_ = 0;  // the warm list's low-water mark this tick (S3)
+  std::size_t total_ WEFT_GUARDED_BY(mu_) = 0;
+  std::size_t low_ WEFT_GUARDED_BY(mu_) = 0;  // the warm list's low-water mark this tick (S3)
   // The scavenger's (S3): low-water marks of the last scavenge_ticks ticks,
   // a ring; lows_seen_ counts the ticks so far.
-  std::size_t lows_[scavenge_ticks] = {};
-  std::uint64_t lows_seen_ = 0;
+  std::size_t lows_[scavenge_ticks] WEFT_GUARDED_BY(mu_) = {};
+  std::uint64_t lows_seen_ WEFT_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace weft::detail

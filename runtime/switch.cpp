@@ -29,11 +29,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <mutex>
 #include <thread>
 
 #include "runtime/asym_fence.hpp"
 #include "runtime/debug_internal.hpp"
+#include "runtime/locks.hpp"
 #include "runtime/sched_internal.hpp"
 #include "weft/detail/check.hpp"
 #include "weft/detail/perturb.hpp"
@@ -229,7 +229,7 @@ namespace {
 // waker unparks before f can leave that wait, chan_core.hpp C5): the wake
 // is spent.
 void ready_final(scheduler& s, fiber* f) noexcept {
-  std::lock_guard<std::mutex> lk(s.final_mu);
+  os_lock lk(s.final_mu);
   fiber_state st = fiber_state::parked;
   if (!f->state.compare_exchange_strong(st, fiber_state::runnable, std::memory_order_relaxed)) {
     if (st != fiber_state::running) ++s.late_wakes;

@@ -91,9 +91,9 @@ sync_node* node_queue::take_all() noexcept {
   return all;
 }
 
-void unlock_and_unpark(spinlock& lk, sync_node* list) noexcept {
-  const bool under_lock = !on_runtime_thread();  // Y4, C5
-  if (!under_lock) lk.unlock();
+namespace {
+
+void unpark_all(sync_node* list) noexcept {
   // Each node may be gone as soon as it is unparked: read `next` first.
   wake_count count;
   while (list != nullptr) {
@@ -103,7 +103,18 @@ void unlock_and_unpark(spinlock& lk, sync_node* list) noexcept {
     count.woke();
     list = next;
   }
-  if (under_lock) lk.unlock();
+}
+
+}  // namespace
+
+void unlock_and_unpark(spinlock& lk, sync_node* list) noexcept {
+  if (on_runtime_thread()) {  // Y4
+    lk.unlock();
+    unpark_all(list);
+  } else {  // a plain thread wakes under the lock (C5)
+    unpark_all(list);
+    lk.unlock();
+  }
 }
 
 std::atomic<std::int64_t> g_mutex_waiters{0};
@@ -239,7 +250,7 @@ bool condition_variable::wait_impl(std::unique_lock<mutex>& lk, std::int64_t dea
           detail::unpark(node->w);  // Y3
         }
       };
-      detail::g_timers.park_until(n.w, &t, detail::wait_reason::cond, this, &lk_);
+      detail::g_timers.park_until(n.w, &t, detail::wait_reason::cond, this, lk_);
       if (n.outcome.load(std::memory_order_acquire) == 1) detail::g_timers.cancel(&t);
     } else if (timed) {
       // A plain thread (or a fiber inside blocking()): sleep on a futex

@@ -261,12 +261,12 @@ member_link* link_of(tstate* s) noexcept {
 tstate* const closed_mark = reinterpret_cast<tstate*>(alignof(tstate));
 
 struct batch {
-  timer tm;                               // in the heap until fired, disposed or cancelled
-  std::atomic<tstate*> members{nullptr};  // Treiber stack (B1-B3)
-  std::atomic<std::uint32_t> refs{2};     // the heap and the creating thread's cache (A2)
-  spinlock lock;                          // closing (B1), unlinking (B3), `cached` (B6)
-  bool cached = true;                     // B6; guarded by lock
-  std::int64_t deadline = 0;              // immutable: tm.when
+  timer tm;                                  // in the heap until fired, disposed or cancelled
+  std::atomic<tstate*> members{nullptr};     // Treiber stack (B1-B3)
+  std::atomic<std::uint32_t> refs{2};        // the heap and the creating thread's cache (A2)
+  spinlock lock;                             // closing (B1), unlinking (B3), `cached` (B6)
+  bool cached WEFT_GUARDED_BY(lock) = true;  // B6
+  std::int64_t deadline = 0;                 // immutable: tm.when
 };
 
 void batch_release(batch* b) noexcept {

@@ -32,8 +32,28 @@ bool timer_service::cancel_locked(timer* t) noexcept {
   return true;
 }
 
-void timer_service::park_until(waiter& w, timer* t, wait_reason why, const void* obj,
-                               spinlock* also) {
+namespace {
+
+// unlock_both: park_until's release when the caller passed `also`.
+struct both_locks {
+  spinlock* timers;
+  spinlock* also;
+};
+void unlock_both(void* p) noexcept WEFT_NO_THREAD_SAFETY_ANALYSIS {
+  // `also` outlives the timers lock: the fiber cannot leave the frame
+  // holding the both_locks before it takes `also` back.
+  auto* l = static_cast<both_locks*>(p);
+  spinlock* second = l->also;
+  l->timers->unlock();
+  second->unlock();
+}
+
+}  // namespace
+
+// Not analysed: lock_ (and `also`, when given) are released by park on the
+// next context, or by the catch blocks, which the analysis cannot pair.
+void timer_service::park_until_impl(waiter& w, timer* t, wait_reason why, const void* obj,
+                                    spinlock* also) WEFT_NO_THREAD_SAFETY_ANALYSIS {
   lock_.lock();
   try {
     add_locked(t);
@@ -46,21 +66,8 @@ void timer_service::park_until(waiter& w, timer* t, wait_reason why, const void*
     if (also == nullptr) {
       park(w, lock_, why, obj, t->when);
     } else {
-      struct both {
-        spinlock* timers;
-        spinlock* also;
-      } locks{&lock_, also};
-      park(
-          w,
-          [](void* p) {
-            // `also` outlives the timers lock: the fiber cannot leave the
-            // frame holding `locks` before it takes `also` back.
-            auto* l = static_cast<both*>(p);
-            spinlock* second = l->also;
-            l->timers->unlock();
-            second->unlock();
-          },
-          &locks, why, obj, t->when);
+      both_locks locks{&lock_, also};
+      park(w, unlock_both, &locks, why, obj, t->when);
     }
   } catch (...) {
     // Unwound at shutdown: the timer must not outlive the caller's frame.

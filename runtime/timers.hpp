@@ -61,15 +61,23 @@ class timer_service {
   // locked: holds the timers lock for its lifetime, for a timer change that
   // must be atomic with other state (a record's closing flag, N6; a context
   // node's run epoch, X4).
-  class locked {
+  class WEFT_SCOPED_CAPABILITY locked {
    public:
-    explicit locked(timer_service& s) noexcept : s_(s) { s_.lock_.lock(); }
-    ~locked() { s_.lock_.unlock(); }
+    explicit locked(timer_service& s) noexcept WEFT_ACQUIRE(s.lock_) : s_(s) { s_.lock_.lock(); }
+    ~locked() WEFT_RELEASE() { s_.lock_.unlock(); }
     locked(const locked&) = delete;
     locked& operator=(const locked&) = delete;
-    void add(timer* t) { s_.add_locked(t); }
+    // add, cancel: the lock is held by construction; the analysis cannot
+    // see that through s_ (thread_safety.hpp), so s_.lock_ is asserted.
+    void add(timer* t) {
+      s_.lock_.assert_held();
+      s_.add_locked(t);
+    }
     // cancel: false when the timer already fired (or was never added).
-    bool cancel(timer* t) noexcept { return s_.cancel_locked(t); }
+    bool cancel(timer* t) noexcept {
+      s_.lock_.assert_held();
+      return s_.cancel_locked(t);
+    }
 
    private:
     timer_service& s_;
@@ -94,7 +102,15 @@ class timer_service {
   // woke w: the caller cancels it. If it throws (no memory for the heap,
   // or the fiber is unwound at shutdown), t is not queued and neither lock
   // is held.
-  void park_until(waiter& w, timer* t, wait_reason why, const void* obj, spinlock* also = nullptr);
+  void park_until(waiter& w, timer* t, wait_reason why, const void* obj) {
+    park_until_impl(w, t, why, obj, nullptr);
+  }
+  // The caller holds `also`, and does not once this returns or throws (not
+  // analysed: the release happens on the next context, thread_safety.hpp).
+  void park_until(waiter& w, timer* t, wait_reason why, const void* obj, spinlock& also)
+      WEFT_RELEASE(also) WEFT_NO_THREAD_SAFETY_ANALYSIS {
+    park_until_impl(w, t, why, obj, &also);
+  }
 
   // earliest: the next deadline, a lock-free hint (relaxed).
   std::int64_t earliest() const noexcept { return earliest_.load(std::memory_order_relaxed); }
@@ -129,14 +145,16 @@ class timer_service {
   std::size_t clear() noexcept;
 
  private:
-  void add_locked(timer* t);
-  bool cancel_locked(timer* t) noexcept;
-  std::int64_t fire_due_locked(std::int64_t now) noexcept;  // returns the next deadline
+  void park_until_impl(waiter& w, timer* t, wait_reason why, const void* obj, spinlock* also);
+  void add_locked(timer* t) WEFT_REQUIRES(lock_);
+  bool cancel_locked(timer* t) noexcept WEFT_REQUIRES(lock_);
+  // fire_due_locked: returns the next deadline.
+  std::int64_t fire_due_locked(std::int64_t now) noexcept WEFT_REQUIRES(lock_);
 
   spinlock lock_;
-  timer_heap heap_;                       // guarded by lock_ (T1)
-  std::int64_t sleep_until_ = INT64_MAX;  // guarded by lock_ (T2)
-  std::size_t undelivered_ = 0;           // guarded by lock_ (T3)
+  timer_heap heap_ WEFT_GUARDED_BY(lock_);                       // T1
+  std::int64_t sleep_until_ WEFT_GUARDED_BY(lock_) = INT64_MAX;  // T2
+  std::size_t undelivered_ WEFT_GUARDED_BY(lock_) = 0;           // T3
   // The heap's earliest deadline; written under lock_ whenever the top may
   // change, read without it as a hint (relaxed).
   std::atomic<std::int64_t> earliest_{INT64_MAX};

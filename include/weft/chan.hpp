@@ -123,7 +123,7 @@ struct chan_state final : chan_base {
 
   // try_recv / try_send: one attempt under the lock. On done, `wake` is the
   // node whose owner must be woken (unlock_and_wake), or null.
-  op_result try_recv(std::optional<stored>& out, chan_node*& wake) noexcept {
+  op_result try_recv(std::optional<stored>& out, chan_node*& wake) noexcept WEFT_REQUIRES(lock) {
     const std::size_t n = count.load(std::memory_order_relaxed);
     if (n != 0) {
       stored* slot = buf() + head;
@@ -148,7 +148,7 @@ struct chan_state final : chan_base {
     return closed.load(std::memory_order_relaxed) ? op_result::closed : op_result::blocked;
   }
 
-  op_result try_send(stored& v, chan_node*& wake) noexcept {
+  op_result try_send(stored& v, chan_node*& wake) noexcept WEFT_REQUIRES(lock) {
     if (closed.load(std::memory_order_relaxed)) return op_result::closed;
     if (chan_node* r = claim(recvq)) {  // C2: the buffer is empty, so no value overtakes
       static_cast<std::optional<stored>*>(r->slot)->emplace(std::move(v));
@@ -217,8 +217,9 @@ struct chan_state final : chan_base {
   }
 
   // destroy_fn: the default destroy (chan_base::destroy): destroys the
-  // buffered values and frees the state.
-  static void destroy_fn(chan_base* b) noexcept {
+  // buffered values and frees the state. Not analysed (thread_safety.hpp):
+  // the last reference is gone, so no other party can reach the buffer.
+  static void destroy_fn(chan_base* b) noexcept WEFT_NO_THREAD_SAFETY_ANALYSIS {
     auto* s = static_cast<chan_state*>(b);
     if constexpr (!std::is_trivially_destructible_v<stored>) {
       const std::size_t n = s->count.load(std::memory_order_relaxed);
@@ -270,7 +271,7 @@ struct chan_state final : chan_base {
   // park_node: park on `q` with the lock as release (the node is queued);
   // if the fiber is unwound instead, unlink the node before the exception
   // leaves (C5).
-  void park_node(waiter& w, chan_node& node, node_fifo& q, wait_reason why) {
+  void park_node(waiter& w, chan_node& node, node_fifo& q, wait_reason why) WEFT_RELEASE(lock) {
     try {
       park(w, lock, why, this);
     } catch (...) {

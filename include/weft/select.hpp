@@ -69,11 +69,15 @@ struct no_handler {};
 template <class T>
 struct case_ops {
   using stored = typename chan_traits<T>::stored;
+  // recv, send: called through case_ref::attempt with ch->lock held, and
+  // assert it (the analysis cannot see through the function pointer).
   static op_result recv(chan_base* ch, void* slot, chan_node*& wake) noexcept {
+    ch->lock.assert_held();
     return static_cast<chan_state<T>*>(ch)->try_recv(*static_cast<std::optional<stored>*>(slot),
                                                      wake);
   }
   static op_result send(chan_base* ch, void* slot, chan_node*& wake) noexcept {
+    ch->lock.assert_held();
     return static_cast<chan_state<T>*>(ch)->try_send(*static_cast<stored*>(slot), wake);
   }
 };

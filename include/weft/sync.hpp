@@ -14,6 +14,7 @@
 #include "weft/detail/duration.hpp"
 #include "weft/detail/park.hpp"
 #include "weft/detail/spinlock.hpp"
+#include "weft/detail/thread_safety.hpp"
 #include "weft/runtime.hpp"
 
 namespace weft {
@@ -43,7 +44,7 @@ struct node_queue {
 // unlock_and_unpark: release `lk` and unpark every node of `list` (linked
 // by next; claimed under `lk`), in the order chan_core.hpp C5 prescribes.
 // The nodes may be gone once this returns.
-void unlock_and_unpark(spinlock& lk, sync_node* list) noexcept;
+void unlock_and_unpark(spinlock& lk, sync_node* list) noexcept WEFT_RELEASE(lk);
 std::int64_t steady_ns(std::chrono::steady_clock::time_point t) noexcept;
 // For the lock-cycle detector (runtime/deadlock.cpp): the id of the fiber
 // holding a weft::mutex (0: a plain thread, or unlocked), and the number of
@@ -100,7 +101,7 @@ class mutex {
   // value nanoseconds stale.
   std::atomic<std::uint64_t> owner_{0};
   detail::spinlock lk_;
-  detail::node_queue waiters_;  // guarded by lk_
+  detail::node_queue waiters_ WEFT_GUARDED_BY(lk_);
   friend std::uint64_t detail::mutex_owner(const void* m) noexcept;
 };
 
@@ -165,7 +166,7 @@ class condition_variable {
   bool wait_impl(std::unique_lock<mutex>& lk, std::int64_t deadline);
 
   detail::spinlock lk_;
-  detail::node_queue waiters_;  // guarded by lk_
+  detail::node_queue waiters_ WEFT_GUARDED_BY(lk_);
 };
 
 // wait_group: wait for a collection of fibers to finish (Go's
@@ -187,7 +188,7 @@ class wait_group {
   // waiter count changes only under lk_; counter by fetch_add anywhere.
   std::atomic<std::uint64_t> state_{0};
   detail::spinlock lk_;
-  detail::node_queue waiters_;  // guarded by lk_
+  detail::node_queue waiters_ WEFT_GUARDED_BY(lk_);
 };
 
 }  // namespace weft

@@ -150,7 +150,7 @@ class node_fifo {
 };
 
 // lock_contended: the channel lock's slow path (chan.cpp).
-void lock_contended(spinlock& lk) noexcept;
+void lock_contended(spinlock& lk) noexcept WEFT_ACQUIRE(lk);
 
 // chan_lock: take a channel's lock. Uncontended, one exchange, as
 // spinlock::lock. Contended, it backs off exponentially instead of
@@ -159,7 +159,7 @@ void lock_contended(spinlock& lk) noexcept;
 // value through a buffered channel, against 16.5 ns on one core), while a
 // waiter that keeps off the line lets the holder's core run a burst of
 // operations. Go's runtime lock gets the same effect by sleeping.
-inline void chan_lock(spinlock& lk) noexcept {
+inline void chan_lock(spinlock& lk) noexcept WEFT_ACQUIRE(lk) {
   if (!lk.try_lock_once()) lock_contended(lk);
 }
 
@@ -182,7 +182,7 @@ inline chan_node* claim(node_fifo& q) noexcept {
 // unlock_and_wake: release `lk` and unpark the owner of a node claimed under
 // it, in the order C5 prescribes; with no node (null), just release `lk`.
 // n may be gone once this returns.
-inline void unlock_and_wake(spinlock& lk, chan_node* n) noexcept {
+inline void unlock_and_wake(spinlock& lk, chan_node* n) noexcept WEFT_RELEASE(lk) {
   WEFT_DCHECK(lk.is_locked(), "chan_core C5: unlock_and_wake without the lock");
   if (n == nullptr) {
     lk.unlock();
@@ -246,10 +246,10 @@ struct alignas(64) chan_base {
   // Buffered values. Written under `lock`; read without it by size() and
   // select's readiness hints (relaxed: a hint, or the caller holds the lock).
   std::atomic<std::size_t> count{0};
-  std::size_t head = 0;  // ring index of the oldest value; guarded by lock
-  std::size_t cap = 0;   // immutable
-  node_fifo sendq;       // guarded by lock (C1, C3)
-  node_fifo recvq;       // guarded by lock (C1, C2)
+  std::size_t head WEFT_GUARDED_BY(lock) = 0;  // ring index of the oldest value
+  std::size_t cap = 0;                         // immutable
+  node_fifo sendq WEFT_GUARDED_BY(lock);       // C1, C3
+  node_fifo recvq WEFT_GUARDED_BY(lock);       // C1, C2
 
   // Second line: written only when handles are copied or dropped, and
   // room for the runtime timer that feeds an after() or ticker channel, so
@@ -292,11 +292,13 @@ struct alignas(64) chan_base {
   // a "ready" answer is verified under the lock. A "not ready" answer is a
   // linearizable observation (Go's chan.go argument): the emptiness load is
   // ordered before the closed load, and a channel never stops being closed.
-  bool recv_ready_hint() const noexcept {
+  // Not analysed (thread_safety.hpp): the queues' looks_nonempty is the
+  // lock-free read of an atomic, made without the lock on purpose.
+  bool recv_ready_hint() const noexcept WEFT_NO_THREAD_SAFETY_ANALYSIS {
     if (count.load(std::memory_order_acquire) != 0 || sendq.looks_nonempty()) return true;
     return closed.load(std::memory_order_relaxed);
   }
-  bool send_ready_hint() const noexcept {
+  bool send_ready_hint() const noexcept WEFT_NO_THREAD_SAFETY_ANALYSIS {
     if (closed.load(std::memory_order_acquire)) return true;
     return recvq.looks_nonempty() || count.load(std::memory_order_relaxed) < cap;
   }

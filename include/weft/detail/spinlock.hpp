@@ -14,6 +14,9 @@
 
 #include <atomic>
 
+#include "weft/detail/check.hpp"
+#include "weft/detail/thread_safety.hpp"
+
 namespace weft::detail {
 
 // runtime_own_work: a worker's fiber starts (true) or stops (false) doing
@@ -55,24 +58,32 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-class spinlock {
+class WEFT_CAPABILITY("spinlock") spinlock {
  public:
-  void lock() noexcept {
+  void lock() noexcept WEFT_ACQUIRE() {
     // acquire pairs with the release in unlock().
     if (!locked_.exchange(true, std::memory_order_acquire)) return;
     lock_slow();
   }
-  bool try_lock() noexcept {
+  bool try_lock() noexcept WEFT_TRY_ACQUIRE(true) {
     return !locked_.load(std::memory_order_relaxed) &&
            !locked_.exchange(true, std::memory_order_acquire);
   }
   // try_lock_once: one exchange, without try_lock's read first (which costs
   // a second cache-line transfer when the line is on another core); for
   // callers that run their own contended path (channels, chan_core.hpp).
-  bool try_lock_once() noexcept { return !locked_.exchange(true, std::memory_order_acquire); }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  bool try_lock_once() noexcept WEFT_TRY_ACQUIRE(true) {
+    return !locked_.exchange(true, std::memory_order_acquire);
+  }
+  void unlock() noexcept WEFT_RELEASE() { locked_.store(false, std::memory_order_release); }
   // is_locked: a snapshot, for checks only (relaxed: orders nothing).
   bool is_locked() const noexcept { return locked_.load(std::memory_order_relaxed); }
+  // assert_held: tells the thread-safety analysis that the caller holds
+  // the lock where it cannot see it (a lock handed across a function
+  // boundary); the checked builds check that someone holds it.
+  void assert_held() const noexcept WEFT_ASSERT_HELD(this) {
+    WEFT_DCHECK(is_locked(), "a lock the caller should hold is free");
+  }
 
  private:
   void lock_slow() noexcept;  // spins, then yields the thread (runtime/chan.cpp)
