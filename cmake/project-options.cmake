@@ -27,3 +27,9 @@ endif()
 if(WEFT_WERROR)
   list(APPEND WEFT_WARNINGS -Werror)
 endif()
+# -Wconversion for the library's own sources (runtime/, netpoll/, hooks/;
+# CMakeLists.txt adds it to weft and weft_hooks only): an implicit narrowing
+# of a count, an index or a nanosecond value is how a counter wraps. Under
+# clang it includes -Wsign-conversion. Tests, benchmarks and examples are
+# left out: they convert freely between test sizes and are not shipped.
+set(WEFT_LIBRARY_WARNINGS -Wconversion)

@@ -131,7 +131,7 @@ std::string_view reader::until(const context* ctx, char delim, std::error_code& 
     const std::size_t have = end_ - start_;
     if (scanned_ < have) {
       if (const void* p = std::memchr(base + scanned_, delim, have - scanned_)) {
-        const std::size_t len = static_cast<const char*>(p) - base + 1;
+        const std::size_t len = static_cast<std::size_t>(static_cast<const char*>(p) - base) + 1;
         start_ += len;
         scanned_ = 0;
         return {base, len};
