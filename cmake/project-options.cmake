@@ -17,6 +17,8 @@ endif()
 # place. -Wnon-virtual-dtor: a class with virtual functions deleted through
 # its base. WEFT_WERROR (on in the presets tools/weft and CI build) makes
 # them errors there; a consumer's add_subdirectory keeps its own policy.
+# The static checks beyond the compiler's are clang-tidy's: .clang-tidy
+# lists them, tools/weft tidy runs them.
 option(WEFT_WERROR "Treat warnings in weft's own targets as errors" OFF)
 set(WEFT_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wshadow -Wnon-virtual-dtor)
 # -Wthread-safety (clang only, so the asan and tsan presets): checks the

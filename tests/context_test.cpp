@@ -325,7 +325,7 @@ TEST_CASE("one cancel wakes many fibers blocked in different operations") {
             wg.done();
           });
         }
-        test::await_parked(static_cast<std::uint64_t>(2 * n));
+        test::await_parked(2 * static_cast<std::uint64_t>(n));
         root.cancel();
         wg.wait();
         CHECK(canceled.load() == 2 * n);
