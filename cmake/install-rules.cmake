@@ -7,7 +7,10 @@ install(TARGETS weft weft_hooks EXPORT weftTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(DIRECTORY include/weft DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# detail/introspect.hpp is the runtime's test hook, not API: no public
+# header includes it, and it is not installed (tools/consumer-check.sh).
+install(DIRECTORY include/weft DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        PATTERN "introspect.hpp" EXCLUDE)
 install(EXPORT weftTargets NAMESPACE weft:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/weft)
 configure_package_config_file(cmake/weftConfig.cmake.in
   ${PROJECT_BINARY_DIR}/weftConfig.cmake

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # consumer-check.sh: what a user of an installed weft does, checked:
 #   1. build weft alone (shared, as a distribution would) and install it
-#      into a scratch prefix; the library carries a versioned SONAME;
+#      into a scratch prefix; the library carries a versioned SONAME, and
+#      the test hook weft/detail/introspect.hpp is not installed;
 #   2. a CMake project finds it with find_package(weft CONFIG REQUIRED);
 #   3. a plain g++ command line builds README.md's server example with
 #      `pkg-config --cflags --libs weft`, and it serves and stops on SIGTERM;
@@ -27,6 +28,8 @@ lib=$(find "$work/prefix" -name 'libweft.so.*.*.*' | head -n1)
 [ -n "$lib" ] || fail "no versioned libweft.so installed"
 soname=$(readelf -d "$lib" | sed -nE 's/.*\(SONAME\).*\[(.*)\]/\1/p')
 [[ "$soname" =~ ^libweft\.so\.[0-9]+\.[0-9]+$ ]] || fail "SONAME is '$soname'"
+[ -f "$work/prefix/include/weft/weft.hpp" ] || fail "weft/weft.hpp is not installed"
+[ ! -e "$work/prefix/include/weft/detail/introspect.hpp" ] || fail "the test hook introspect.hpp is installed"
 
 # 2. find_package.
 cmake -S "$ROOT/tests/consumer" -B "$work/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null

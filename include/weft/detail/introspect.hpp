@@ -1,5 +1,6 @@
 #pragma once
-// detail/introspect.hpp: hooks for weft's own tests. Not public API.
+// detail/introspect.hpp: hooks for weft's own tests. Not public API, and not
+// installed (cmake/install-rules.cmake).
 
 #include <chrono>
 #include <cstddef>
