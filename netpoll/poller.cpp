@@ -124,6 +124,9 @@ void poller::loop() noexcept {
       batch.n = 0;
       g_timers.delivered();  // T3
     }
+    // Whatever fired (also into a buffer, readying nobody) is no longer a
+    // live timer: let an idle sysmon judge again (deadlock.cpp D3).
+    deadlock_recheck();
     const int n =
         netpoll_poller_rest() ? rest(now, deadline, events) : wait_all(now, deadline, events);
     // Descriptor events carry a non-zero tag (netpoll.cpp); 0 is the eventfd.

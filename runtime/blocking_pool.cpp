@@ -111,6 +111,9 @@ struct pool {
 pool g_pool;
 // Calls offloaded this run (introspect.hpp); relaxed: a statistic.
 std::atomic<std::uint64_t> g_offloaded{0};
+// The test hook (introspect.hpp); relaxed: set while no call is offloaded,
+// and a call's submission orders it before the pool thread's load.
+std::atomic<void (*)()> g_done_hook{nullptr};
 
 void helper_main() {
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), pool_nice);
@@ -142,6 +145,7 @@ void helper_main() {
     c->lk.lock();
     unpark(c->w);
     c->lk.unlock();
+    if (void (*hook)() = g_done_hook.load(std::memory_order_relaxed)) hook();
     g_offload_in_flight.fetch_sub(1, std::memory_order_relaxed);
     running_done_offload();
     lk.lock();
@@ -256,6 +260,10 @@ void offload(void (*run)(void*), void* arg) {
   c.lk.lock();
   c.lk.unlock();
   set_thread_errno(c.err);
+}
+
+void set_offload_done_hook(void (*hook)()) noexcept {
+  g_done_hook.store(hook, std::memory_order_relaxed);
 }
 
 std::uint64_t blocking_calls_offloaded() noexcept {

@@ -11,7 +11,8 @@
 //   gone or idle, timer_chan.cpp), no fiber parked on the netpoller, no foreign
 //   thread that could still act, and at least one fiber parked.
 //   sysmon evaluates it when every processor is idle (it then ticks every
-//   20 ms instead of sleeping until poked), in two steps:
+//   20 ms while a deadlock is possible, and otherwise sleeps until what
+//   rules one out ends and pokes it, D3), in two steps:
 //   1. the cheap conditions, read lock-free as hints: every active processor
 //      idle, no machine running a fiber or spinning, the global queue empty,
 //      no live timer in the heap nor a fired one whose fiber the poller has
@@ -58,6 +59,19 @@
 //   D2  s.dl.deadlocked and s.dl.message are written once, by sysmon,
 //       before it stores all_idle (release); run() reads them after its
 //       acquire load.
+//   D3  No deadlock goes unjudged. sysmon sleeps untimed (every processor
+//       idle) only after a check that found a condition whose end pokes
+//       it: a processor starting work (acquire_p), the last offloaded
+//       blocking call returning (running_done_offload), a firing round of
+//       the poller (poller.cpp), a descriptor's or timer's fiber readied
+//       (which starts a processor). Conditions that end with no poke, a
+//       machine still spinning or a global-queue backlog, answer
+//       `watching`: another look within 20 ms. The pokes are a Dekker pair
+//       (deadlock_recheck, sysmon.cpp): sysmon stores idle_sleep, fences,
+//       then reads the conditions; the ender changes its condition, fences,
+//       then reads idle_sleep. Before D3, an offloaded call returning after
+//       its fiber had parked again, or an after() firing into its buffer,
+//       left a deadlocked program hanging with no verdict.
 
 #include <dirent.h>
 #include <unistd.h>
@@ -108,21 +122,37 @@ std::vector<long> list_tids() {
   return out;
 }
 
-bool cheap_conditions(scheduler& s) {
+// cheap_conditions: step 1. `deadlocked` here means only "step 2 may
+// judge". Every other answer says how its end is noticed (D3):
+// `impossible` when its end wakes sysmon, which may then sleep until poked; `watching` when it
+// ends by itself within microseconds and nothing pokes, so sysmon must
+// look again.
+deadlock_verdict cheap_conditions(scheduler& s) {
   if (s.npidle.load(std::memory_order_acquire) != s.nactive.load(std::memory_order_acquire)) {
-    return false;  // a processor runs fibers or sits in a blocking call
+    // A processor runs fibers or sits in a blocking call: sysmon ticks on
+    // timers while it does, and acquire_p pokes when one starts again.
+    return deadlock_verdict::impossible;
   }
-  if (s.nm_running.load(std::memory_order_acquire) != 0) return false;
-  if (s.nmspinning.load(std::memory_order_acquire) != 0) return false;
-  if (s.gq.size_hint() != 0) return false;
-  if (netpoll_parked() != 0) return false;        // I/O may still wake it (Go: netpollAnyWaiters)
-  if (g_timers.live(1, true) != 0) return false;  // an abandoned after() is none (timer_chan.cpp)
+  // An offloaded blocking call: running_done_offload pokes when the last ends.
+  if (s.nm_running.load(std::memory_order_seq_cst) != 0) return deadlock_verdict::impossible;
+  // A machine between giving up its processor and its last look for work
+  // (give_up_p, K3), or a backlog an idle processor is about to take: no
+  // poke follows when it finds nothing.
+  if (s.nmspinning.load(std::memory_order_acquire) != 0) return deadlock_verdict::watching;
+  if (s.gq.size_hint() != 0) return deadlock_verdict::watching;
+  // I/O may still wake it (Go: netpollAnyWaiters); the ready pokes.
+  if (netpoll_parked() != 0) return deadlock_verdict::impossible;
+  // A timer (an abandoned after() is none, timer_chan.cpp), or a wakeup
+  // fired and not yet delivered: the poller pokes after each firing round,
+  // also when what fired readied nobody (an after() into its buffer).
+  if (g_timers.live(1, true) != 0) return deadlock_verdict::impossible;
   std::uint64_t started = s.shared_started.load(std::memory_order_relaxed), finished = 0;
   for (unsigned i = 0; i < s.np_total; ++i) {
     started += s.ps[i].started.get();
     finished += s.ps[i].finished.get();
   }
-  return started > finished;  // someone is parked
+  // Nobody parked: run() ends when main returns, not through a verdict.
+  return started > finished ? deadlock_verdict::deadlocked : deadlock_verdict::impossible;
 }
 
 std::uint64_t signature(scheduler& s) {
@@ -195,9 +225,9 @@ void note_foreign_call() noexcept {
 }
 
 deadlock_verdict deadlock_tick(scheduler& s, std::int64_t now) {
-  if (!cheap_conditions(s)) {
+  if (const deadlock_verdict v = cheap_conditions(s); v != deadlock_verdict::deadlocked) {
     s.dl.since = 0;
-    return deadlock_verdict::impossible;
+    return v;
   }
   const std::uint64_t sig = signature(s);
   if (s.dl.since == 0 || sig != s.dl.signature) {

@@ -65,9 +65,10 @@ inline void note_plain_call() noexcept {
 
 // deadlock_tick: sysmon's check, when every processor is idle.
 // impossible: something can still wake a fiber by itself (a timer, a
-// descriptor, a busy processor), so sysmon may sleep until poked; watching:
+// descriptor, a busy processor, an offloaded blocking call), and its end
+// pokes sysmon, which may sleep until then (deadlock.cpp D3); watching:
 // look again within 20 ms; deadlocked: confirmed, the message is in
-// s.deadlock_message.
+// s.dl.message.
 enum class deadlock_verdict { impossible, watching, deadlocked };
 deadlock_verdict deadlock_tick(scheduler& s, std::int64_t now);
 

@@ -680,6 +680,11 @@ unsigned idle_processors() noexcept {
   return s != nullptr ? static_cast<unsigned>(s->npidle.load(std::memory_order_acquire)) : 0;
 }
 
+bool sysmon_sleeps_untimed() noexcept {
+  runtime_pin pin;  // L1
+  return pin && g_sched->sysmon.untimed.load(std::memory_order_relaxed);
+}
+
 memory_report memory() noexcept {
   scheduler* s = g_sched;
   if (s == nullptr) return {};

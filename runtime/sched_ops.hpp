@@ -62,6 +62,13 @@ void yield_current();
 void inject(fiber* const* fs, std::size_t n, bool front = false) noexcept;
 void set_ready_batch(ready_batch* b) noexcept;
 
+// deadlock_recheck: something that ruled out a deadlock while every
+// processor was idle may have ended without a processor starting work
+// (the netpoller's firing round: an after() fired into its buffer, a
+// batch delivered). Wakes sysmon if it sleeps untimed, so it judges again
+// (deadlock.cpp D3). Otherwise a fence and a relaxed load. Only during a run.
+void deadlock_recheck() noexcept;
+
 // current_fiber: the running fiber, null outside a fiber.
 fiber* current_fiber() noexcept;
 // current_processor_index: the index of the processor the calling fiber

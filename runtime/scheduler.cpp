@@ -553,7 +553,12 @@ void running_done_offload() noexcept {
   // seq_cst: with the machines' stopm (which reads it under mu): either it
   // sees zero, or we see every machine idle and signal for it.
   if (g_sched->nm_running.fetch_sub(1, std::memory_order_seq_cst) != 1) return;
-  if (g_sched->ph.load(std::memory_order_seq_cst) == phase::running) return;
+  if (g_sched->ph.load(std::memory_order_seq_cst) == phase::running) {
+    // The fiber may have parked again already, with every processor idle:
+    // sysmon, which found this call in flight, must judge again (D3).
+    deadlock_recheck();
+    return;
+  }
   os_lock lk(g_sched->mu);
   signal_if_all_idle();
 }

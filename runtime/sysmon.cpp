@@ -485,6 +485,9 @@ void loop(scheduler& s) {
     // racing with this store is either seen by the futex or not needed.
     sm.deep.store(idle || delay >= deep_tick, std::memory_order_seq_cst);
     sm.idle_sleep.store(idle, std::memory_order_seq_cst);
+    // deadlock.cpp D3: idle_sleep before the deadlock check reads its
+    // conditions; pairs with the fence in deadlock_recheck.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     std::int64_t sleep_ns = idle ? -1 : delay;
     if (r.deadline != INT64_MAX) {
       sleep_ns = std::max<std::int64_t>(0, r.deadline - now_ns() - spin_window / 2);
@@ -493,7 +496,10 @@ void loop(scheduler& s) {
         std::min(diagnostics(s, idle, next_trace, next_second), scavenger(s, next_scavenge));
     if (cap != INT64_MAX && (sleep_ns < 0 || sleep_ns > cap))
       sleep_ns = std::max<std::int64_t>(0, cap);
-    if (!sleep_for_ns(sm, sleep_ns)) continue;
+    sm.untimed.store(sleep_ns < 0, std::memory_order_relaxed);
+    const bool poked = sleep_for_ns(sm, sleep_ns);
+    sm.untimed.store(false, std::memory_order_relaxed);
+    if (!poked) continue;
     // Poked. By a blocking call: time that call now (it is handed off within
     // about blocking_handoff; if it was short, the doubling resumes). By a
     // processor starting work: coarse ticks suffice (hogs take 10 ms, and
@@ -533,6 +539,14 @@ void set_scavenge_tick(std::chrono::milliseconds tick) noexcept {
 
 std::uint64_t sysmon_handoffs(scheduler& s) noexcept {
   return s.sysmon.handoffs.load(std::memory_order_relaxed);
+}
+
+void deadlock_recheck() noexcept {
+  sysmon_state& sm = g_sched->sysmon;
+  // D3 (deadlock.cpp): the caller's condition changed before this fence;
+  // sysmon stores idle_sleep before its own. One of the two sees the other.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sm.idle_sleep.load(std::memory_order_relaxed)) sysmon_poke(*g_sched, nullptr);
 }
 
 void sysmon_poke(scheduler& s, const processor* blocked) noexcept {

@@ -75,6 +75,10 @@ struct sysmon_state {
   // Statistics, written by the sysmon thread, read by stats().
   std::atomic<std::uint64_t> handoffs{0};  // processors taken from blocking calls and hogs
   std::atomic<std::uint64_t> hogs{0};      // hog episodes that needed a handoff
+  // True while the thread sleeps with no timed end (every processor idle,
+  // nothing to time): it wakes only when poked. Written by the thread
+  // around that sleep; relaxed, for tests (introspect.hpp).
+  std::atomic<bool> untimed{false};
 };
 
 void sysmon_start(scheduler& s);

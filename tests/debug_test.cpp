@@ -193,6 +193,72 @@ TEST_CASE("an open listener nobody accepts on does not hide a deadlock") {
   }
 }
 
+// deadlock.cpp D3: a held after() rules a deadlock out until it fires, and
+// firing into its buffer readies nobody. Before D3 nothing woke the idle
+// monitor after that, and run() hung with no verdict.
+TEST_CASE(
+    "an after() firing into its buffer while every fiber waits for good ends in deadlock_error") {
+  for (unsigned w : test::worker_counts) {
+    CAPTURE(w);
+    const std::string msg = deadlock_message(w, [] {
+      // Long enough that the monitor, with every processor idle and a timer
+      // live, has gone to sleep untimed before it fires.
+      weft::chan<steady_clock::time_point> t = weft::after(milliseconds(100));
+      (void)weft::chan<int>().recv();
+    });
+    CHECK(msg.rfind("weft: all fibers are asleep - deadlock!", 0) == 0);
+  }
+}
+
+namespace {
+unsigned g_expect_parked = 0;  // written before the run, read by the hook
+unsigned g_expect_idle = 0;
+std::atomic<int> g_done_hook_runs{0};
+
+// hold_until_monitor_sleeps: the offload-done hook (introspect.hpp). The
+// call has readied its fiber and still counts as running: hold it until
+// every fiber waits for good, every processor is idle and the monitor,
+// which can only have judged "a call is in flight", sleeps untimed.
+void hold_until_monitor_sleeps() {
+  g_done_hook_runs.fetch_add(1);
+  while (weft::detail::fibers_parked_now() < g_expect_parked ||
+         weft::detail::idle_processors() < g_expect_idle ||
+         !weft::detail::sysmon_sleeps_untimed()) {
+    std::this_thread::yield();
+  }
+}
+}  // namespace
+
+// deadlock.cpp D3, made deterministic: the last offloaded blocking() call
+// stops counting as running only after its fiber has parked again for good
+// and the monitor has gone to sleep untimed. Before D3 nothing woke the
+// monitor, and run() hung with no verdict (property seed 193 found it).
+TEST_CASE(
+    "a blocking() call that ends after its fiber's program deadlocked ends in deadlock_error") {
+  weft::detail::set_offload_done_hook(&hold_until_monitor_sleeps);
+  for (unsigned w : {1u, 2u, 8u}) {
+    CAPTURE(w);
+    g_expect_parked = 3;  // main and its two fibers
+    g_expect_idle = w;
+    int exercised = 0;
+    // blocking() offloads only while other fibers wait for the worker; a
+    // thief can empty the queue first, and then the call runs inline.
+    for (int attempt = 0; attempt < 50 && exercised < 3; ++attempt) {
+      g_done_hook_runs.store(0);
+      const std::string msg = deadlock_message(w, [] {
+        weft::chan<int> never;
+        for (int i = 0; i < 2; ++i) weft::go([never] { (void)never.recv(); });
+        weft::blocking([] {});  // queued fibers wait: offloaded (usually)
+        (void)never.recv();
+      });
+      CHECK(msg.rfind("weft: all fibers are asleep - deadlock!", 0) == 0);
+      if (g_done_hook_runs.load() != 0) ++exercised;
+    }
+    CHECK(exercised >= 1);
+  }
+  weft::detail::set_offload_done_hook(nullptr);
+}
+
 TEST_CASE("a fiber sleeping 200 ms before it notifies is not a deadlock") {
   test::for_each_workers([](unsigned) {
     weft::mutex mu;

@@ -68,6 +68,19 @@ std::size_t timers_live() noexcept;
 // thread while their fiber parked, in this run (runtime/blocking_pool.cpp).
 std::uint64_t blocking_calls_offloaded() noexcept;
 
+// set_offload_done_hook: `hook` runs on the pool thread of every offloaded
+// blocking() call after it has readied the call's fiber and before the
+// call stops counting as running (runtime/blocking_pool.cpp), where a
+// deadlock check can see the call still in flight. nullptr removes it. It
+// may read the functions here but must not park, send or lock. Set it only
+// while no call is offloaded.
+void set_offload_done_hook(void (*hook)()) noexcept;
+
+// sysmon_sleeps_untimed: the running runtime's monitor sleeps (or is
+// about to) with no timed end: every processor was idle and nothing needed
+// timing, so it wakes only when poked. False with no runtime running.
+bool sysmon_sleeps_untimed() noexcept;
+
 // fibers_parked_now: fibers whose record says parked, counted record by
 // record (stats().fibers_parked is derived from counters and can count a
 // fiber in flight between queues as parked). A fiber counted here has
