@@ -422,6 +422,8 @@ fiber* give_up_p(machine* m, processor* p) noexcept {
     release_p(m, p);
   }
   const bool was_spinning = m->spinning;
+  // Idle but still spinning: the deadlock check must look again (D3).
+  if (was_spinning) perturb(perturb_site::idle);
   if (was_spinning) stop_spinning(m);
   perturb(perturb_site::idle);  // the lost-wakeup window K3 closes
   asym_heavy();                 // K3: pairs with the submitters' asym_light in wakep
