@@ -13,8 +13,8 @@
 //             recv_case(after(1ms)) (ns/select).
 
 #include <atomic>
-#include <cstdio>
-#include <cstdlib>
+#include <stdexcept>
+#include <string>
 #include <weft/weft.hpp>
 
 #include "bench.hpp"
@@ -50,10 +50,8 @@ bench::result pingpong(bench::params& p) {
         r.value = bench::seconds_since(t0) * 1e9 / static_cast<double>(p.n);
         r.extra["minor_faults"] = bench::minor_faults() - faults0;
         wg.wait();
-        if (sum != p.n * (p.n - 1) / 2) {
-          std::fprintf(stderr, "pingpong: wrong sum %llu\n", static_cast<unsigned long long>(sum));
-          std::exit(1);
-        }
+        if (sum != p.n * (p.n - 1) / 2)
+          throw std::runtime_error("wrong sum " + std::to_string(sum));
       },
       opts_of(p));
   return r;
@@ -96,8 +94,7 @@ bench::result chan_mpmc(bench::params& p) {
         const std::uint64_t n = each * producers;
         r.value = bench::seconds_since(t0) * 1e9 / static_cast<double>(n);
         if (count.load() != n || total.load() != n * (n - 1) / 2) {
-          std::fprintf(stderr, "chan: lost or duplicated values\n");
-          std::exit(1);
+          throw std::runtime_error("lost or duplicated values");
         }
       },
       opts_of(p));
@@ -133,8 +130,7 @@ bench::result skynet(bench::params& p) {
           const double ms = bench::seconds_since(t0) * 1e3;
           const double faults = bench::minor_faults() - faults0;
           if (sum != leaves * (leaves - 1) / 2) {
-            std::fprintf(stderr, "skynet: wrong sum %llu\n", static_cast<unsigned long long>(sum));
-            std::exit(1);
+            throw std::runtime_error("wrong sum " + std::to_string(sum));
           }
           if (round == 0) {
             r.value = ms;
@@ -178,10 +174,7 @@ bench::result select_bench(bench::params& p) {
         }
         r.value = bench::seconds_since(t0) * 1e9 / static_cast<double>(selects);
         r.extra["timeouts"] = static_cast<double>(timeouts);
-        if (sum != 4 * (each * (each - 1) / 2)) {
-          std::fprintf(stderr, "select: wrong sum\n");
-          std::exit(1);
-        }
+        if (sum != 4 * (each * (each - 1) / 2)) throw std::runtime_error("wrong sum");
       },
       opts_of(p));
   return r;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -79,7 +80,13 @@ int main(int argc, char** argv) {
   }
   if (p.n == 0) p.n = w->default_n;
   const double faults0 = bench::minor_faults();
-  bench::result r = w->fn(p);
+  bench::result r;
+  try {
+    r = w->fn(p);  // a wrong result throws out of run(), from the main fiber
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weft-bench: %s: %s\n", w->name, e.what());
+    return 1;
+  }
   r.extra.try_emplace("minor_faults", bench::minor_faults() - faults0);
   if (json) {
     std::printf(
