@@ -115,26 +115,6 @@ std::error_code code_of(std::uint8_t e) noexcept {
   return make_error_code(e == err_canceled ? weft::errc::canceled : weft::errc::deadline_exceeded);
 }
 
-// timers_pin: the running runtime's timers may be used for the scope. As
-// in timer_chan.cpp: a runtime thread needs no pin (the timers outlive
-// every fiber, unwound ones included); other threads take a runtime_pin.
-class timers_pin {
- public:
-  timers_pin() noexcept {
-    if (current_m() != nullptr) {
-      ok_ = true;
-    } else {
-      pin_.emplace();
-      ok_ = static_cast<bool>(*pin_);
-    }
-  }
-  bool ok() const noexcept { return ok_; }
-
- private:
-  std::optional<runtime_pin> pin_;
-  bool ok_ = false;
-};
-
 void mem_release(ctx_node* n) noexcept {
   // acq_rel: the last one out frees, after every other owner's accesses.
   if (n->mem.fetch_sub(1, std::memory_order_acq_rel) == 1) delete n;
@@ -174,7 +154,7 @@ void deadline_disposed(timer* t) { mem_release(static_cast<ctx_node*>(t->arg)); 
 // already or fired in this run (X4). Does nothing without a runtime.
 void arm(ctx_node* n) {
   if (n->err.load(std::memory_order_acquire) != err_none) return;
-  timers_pin pin;
+  timer_pin pin;
   if (!pin.ok()) return;
   const std::uint64_t run = g_sched->dl.run_epoch;
   if (n->timer_run.load(std::memory_order_relaxed) == run) return;
@@ -194,7 +174,7 @@ void arm(ctx_node* n) {
 
 // stop_timer: take n's timer out of the heap if it is queued there.
 void stop_timer(ctx_node* n) noexcept {
-  timers_pin pin;
+  timer_pin pin;
   if (!pin.ok()) return;  // no runtime, or one shutting down: its disposal drops the count
   if (g_timers.cancel(&n->tm)) mem_release(n);  // X4; not the last: the caller holds a count
 }

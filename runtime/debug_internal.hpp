@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <string>
 
 namespace weft::detail {
@@ -28,6 +29,32 @@ class runtime_pin {
  private:
   bool ok_ = false;
   bool counted_ = false;
+};
+
+struct machine;
+machine* current_m() noexcept;  // machine.hpp
+
+// timer_pin: the running runtime (and its timer service) may be used for
+// the scope, if there is one and it is not shutting down. On a runtime
+// thread the runtime outlives the call anyway (and its timers outlive
+// run()'s unwinding of fibers), so only other threads pay for a
+// runtime_pin (two locked operations). after(), tickers (timer_chan.cpp)
+// and context deadlines (context_tree.cpp) take one.
+class timer_pin {
+ public:
+  timer_pin() noexcept {
+    if (current_m() != nullptr) {
+      ok_ = true;
+    } else {
+      pin_.emplace();
+      ok_ = static_cast<bool>(*pin_);
+    }
+  }
+  bool ok() const noexcept { return ok_; }
+
+ private:
+  std::optional<runtime_pin> pin_;
+  bool ok_ = false;
 };
 
 // write_dump: the fiber dump, at most `limit` fibers listed. Returns the

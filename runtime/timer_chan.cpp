@@ -107,7 +107,6 @@
 
 #include <atomic>
 #include <new>
-#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -130,28 +129,6 @@ using tstate = chan_state<time_point>;
 constexpr std::int64_t batch_min_ns = 64000;       // shorter after()s get their own timer
 constexpr std::int64_t batch_max_granule = 50000;  // the most a batched after() fires late
 constexpr std::int64_t batch_divisor = 16;         // ...and at most d / batch_divisor late
-
-// timer_pin: keeps the running runtime (and its timers) alive for the
-// scope, if there is one and it is not shutting down. On a runtime thread
-// the runtime outlives the call anyway (and its timers outlive run()'s
-// unwinding of fibers), so only other threads pay for a runtime_pin
-// (two locked operations).
-class timer_pin {
- public:
-  timer_pin() noexcept {
-    if (current_m() != nullptr) {
-      ok_ = true;
-    } else {
-      pin_.emplace();
-      ok_ = static_cast<bool>(*pin_);
-    }
-  }
-  bool ok() const noexcept { return ok_; }
-
- private:
-  std::optional<runtime_pin> pin_;
-  bool ok_ = false;
-};
 
 time_point from_ns(std::int64_t ns) noexcept {
   return time_point(std::chrono::duration_cast<time_point::duration>(std::chrono::nanoseconds(ns)));
