@@ -265,65 +265,55 @@ def table(rows, markdown):
     return "\n".join(out)
 
 
-def run_c10k(args):
-    """The short C10K comparison, if tools/c10k.py is there; returns its output or None."""
-    script = os.path.join(ROOT, "tools/c10k.py")
-    if not os.path.exists(script):
-        return None
-    log("running tools/c10k.py --short")
+def run_tool(script, argv, timeout, stderr_tail=False):
+    """python3 tools/SCRIPT ARGV from the repository root; returns its output,
+    with a line saying so if it timed out or failed (and, with stderr_tail,
+    the last line it printed on stderr)."""
+    label = " ".join(["tools/" + script] + argv)
+    log("running " + label)
     try:
-        r = subprocess.run([sys.executable, script, "--short"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=args.timeout * 2)
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", script)] + argv,
+                           cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE if stderr_tail else None,
+                           text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "tools/c10k.py --short timed out"
+        return label + " timed out"
     text = r.stdout.strip()
     if r.returncode != 0:
-        text += "\n(tools/c10k.py exited %d: %s)" % (
-            r.returncode, (r.stderr.strip().splitlines() or [""])[-1])
+        tail = ""
+        if stderr_tail:
+            tail = ": " + (r.stderr.strip().splitlines() or [""])[-1]
+        text += "\n(%s exited %d%s)" % (label, r.returncode, tail)
     return text
+
+
+def run_c10k(args):
+    """The short C10K comparison, if tools/c10k.py is there; returns its output or None."""
+    if not os.path.exists(os.path.join(ROOT, "tools/c10k.py")):
+        return None
+    return run_tool("c10k.py", ["--short"], args.timeout * 2, stderr_tail=True)
 
 
 def run_hiredis(args):
     """The hiredis and libpq rows (tools/hiredis_bench.py, once per server);
     returns their output."""
-    script = os.path.join(ROOT, "tools/hiredis_bench.py")
     texts = []
     for server in ("redis", "postgres"):
-        log("running tools/hiredis_bench.py --server %s" % server)
-        cmd = [sys.executable, script, "--reps", str(args.reps), "--server", server]
+        argv = ["--reps", str(args.reps), "--server", server]
         if args.quick:
-            cmd.append("--quick")
+            argv.append("--quick")
         if args.markdown:
-            cmd.append("--markdown")
-        try:
-            r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                               timeout=args.timeout * 4)
-        except subprocess.TimeoutExpired:
-            texts.append("tools/hiredis_bench.py --server %s timed out" % server)
-            continue
-        text = r.stdout.strip()
-        if r.returncode != 0:
-            text += "\n(tools/hiredis_bench.py --server %s exited %d)" % (server, r.returncode)
-        texts.append(text)
+            argv.append("--markdown")
+        texts.append(run_tool("hiredis_bench.py", argv, args.timeout * 4))
     return "\n\n".join(texts)
 
 
 def run_resp(args):
     """tools/resp_bench.py (resp_server beside redis-server); its output, or None."""
-    script = os.path.join(ROOT, "tools/resp_bench.py")
-    if not os.path.exists(script):
+    if not os.path.exists(os.path.join(ROOT, "tools/resp_bench.py")):
         return None
-    log("running tools/resp_bench.py")
-    argv = [sys.executable, script] + (["--quick"] if args.quick else []) + \
-        (["--markdown"] if args.markdown else [])
-    try:
-        r = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=3600)
-    except subprocess.TimeoutExpired:
-        return "tools/resp_bench.py timed out"
-    text = r.stdout.rstrip()
-    if r.returncode != 0:
-        text += "\n(tools/resp_bench.py exited %d)" % r.returncode
-    return text
+    argv = (["--quick"] if args.quick else []) + (["--markdown"] if args.markdown else [])
+    return run_tool("resp_bench.py", argv, 3600)
 
 
 def parse_args():
