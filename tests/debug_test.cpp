@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -281,12 +282,29 @@ TEST_CASE("a foreign thread that notifies after 200 ms is a possible party, not 
     weft::mutex mu;
     weft::condition_variable cv;
     bool ready = false;
+    std::atomic<int> step{0};  // how far t got, for a failure's message
     std::thread t([&] {
       std::this_thread::sleep_for(milliseconds(200));
+      step.store(1);
       std::lock_guard<weft::mutex> lk(mu);
+      step.store(2);
       ready = true;
       cv.notify_one();
+      step.store(3);
     });
+    // A false deadlock_error unwinds main: join t then too, so the error
+    // (with its dump) reaches doctest instead of std::terminate.
+    struct joiner {
+      std::thread& t;
+      std::atomic<int>& step;
+      ~joiner() {
+        if (!t.joinable()) return;
+        t.join();
+        if (std::uncaught_exceptions() != 0) {
+          std::fprintf(stderr, "unwound; the thread got to step %d of 3\n", step.load());
+        }
+      }
+    } j{t, step};
     {
       std::unique_lock<weft::mutex> lk(mu);
       cv.wait(lk, [&] { return ready; });
@@ -294,6 +312,61 @@ TEST_CASE("a foreign thread that notifies after 200 ms is a possible party, not 
     t.join();
     CHECK(ready);
   });
+}
+
+namespace {
+std::atomic<int> g_party_stage{
+    0};  // 0: the thread waits; 1: the check is under way; 2: it woke main
+std::atomic<long> g_party_tid{0};
+
+// release_party_and_wait_for_exit: the party-check hook. The first time,
+// it lets the plain thread wake main and exit, and returns only once the
+// thread is gone from /proc: the check then finds no party, while what it
+// read before the hook still shows main parked and no progress.
+void release_party_and_wait_for_exit() {
+  int expected = 0;
+  if (!g_party_stage.compare_exchange_strong(expected, 1)) return;
+  while (g_party_stage.load() != 2) std::this_thread::yield();
+  const std::string task = "/proc/self/task/" + std::to_string(g_party_tid.load());
+  while (::access(task.c_str(), F_OK) == 0) std::this_thread::yield();
+}
+}  // namespace
+
+// deadlock.cpp D4, made deterministic: a plain thread wakes the only
+// parked fiber and exits between the check's reads of the counters and its
+// look for live threads. Before D4 that was a deadlock_error with main
+// already finished, about once in 150 runs of the test above on a loaded
+// machine.
+TEST_CASE(
+    "a plain thread that wakes the last fiber and exits during the deadlock check is no deadlock") {
+  weft::detail::set_party_check_hook(&release_party_and_wait_for_exit);
+  for (unsigned w : {1u, 2u, 8u}) {
+    CAPTURE(w);
+    g_party_stage.store(0);
+    weft::options o;
+    o.workers = w;
+    std::string error;
+    try {
+      weft::run(
+          [] {
+            weft::chan<int> c(1);  // the thread's send never blocks
+            std::jthread t([c]() mutable {
+              g_party_tid.store(static_cast<long>(::gettid()));
+              while (g_party_stage.load() != 1) std::this_thread::yield();
+              c.send(1);  // wakes main
+              g_party_stage.store(2);
+            });
+            CHECK(c.recv() == 1);
+          },
+          o);
+    } catch (const weft::deadlock_error& e) {
+      error = e.what();
+    }
+    CHECK_MESSAGE(error.empty(), error);
+    CHECK(g_party_stage.load() == 2);  // the hook ran, so the window was opened
+    test::check_teardown();
+  }
+  weft::detail::set_party_check_hook(nullptr);
 }
 
 TEST_CASE("dump_fibers lists every fiber with its state, wait reason and start site") {

@@ -76,6 +76,13 @@ std::uint64_t blocking_calls_offloaded() noexcept;
 // while no call is offloaded.
 void set_offload_done_hook(void (*hook)()) noexcept;
 
+// set_party_check_hook: `hook` runs on the monitor's thread each time the
+// deadlock check, having found every fiber parked and no progress for its
+// confirmation time, is about to look for live plain threads
+// (runtime/deadlock.cpp D4). nullptr removes it. It must not call into
+// weft. Set it only while no runtime runs.
+void set_party_check_hook(void (*hook)()) noexcept;
+
 // sysmon_sleeps_untimed: the running runtime's monitor sleeps (or is
 // about to) with no timed end: every processor was idle and nothing needed
 // timing, so it wakes only when poked. False with no runtime running.
