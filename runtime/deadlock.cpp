@@ -134,9 +134,9 @@ std::vector<long> list_tids() {
 
 // cheap_conditions: step 1. `deadlocked` here means only "step 2 may
 // judge". Every other answer says how its end is noticed (D3):
-// `impossible` when its end wakes sysmon, which may then sleep until poked; `watching` when it
-// ends by itself within microseconds and nothing pokes, so sysmon must
-// look again.
+// `impossible` when its end wakes sysmon, which may then sleep until
+// poked; `watching` when it ends by itself within microseconds and nothing
+// pokes, so sysmon must look again.
 deadlock_verdict cheap_conditions(scheduler& s) {
   if (s.npidle.load(std::memory_order_acquire) != s.nactive.load(std::memory_order_acquire)) {
     // A processor runs fibers or sits in a blocking call: sysmon ticks on
