@@ -181,7 +181,9 @@ bool foreign_party_alive(scheduler& s) {
   std::vector<long> runtime_tids;
   {
     os_lock lk(s.mu);
-    for (const machine* m : s.machines) runtime_tids.push_back(m->tid);
+    for (const machine* m : s.machines) {
+      runtime_tids.push_back(m->tid.load(std::memory_order_relaxed));
+    }
   }
   blocking_pool_tids(runtime_tids);
   runtime_tids.push_back(netpoll_thread_tid());

@@ -35,7 +35,11 @@ struct machine {
   bool in_blocking = false;      // inside weft::blocking(). This thread only.
   machine* idle_link = nullptr;  // guarded by scheduler::mu
   std::uint32_t id = 0;
-  long tid = 0;           // OS thread id, set by the thread itself at start
+  // OS thread id, set by the thread itself at start. Atomic (relaxed):
+  // sysmon's deadlock check reads it (under scheduler::mu, which the
+  // writer does not hold) to tell runtime threads from plain ones; a 0
+  // read only makes it wait a tick longer.
+  std::atomic<long> tid{0};
   std::uint64_t rng = 0;  // xorshift state, this thread only
   // Futex word: 0 = asleep or about to sleep; wake_woken = handed work by
   // startm (after it set nextp), consumed by the sleeper; wake_exit = told

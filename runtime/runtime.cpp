@@ -322,7 +322,7 @@ struct unwinder {
 
   void run() {
     set_current_m(&fm);
-    fm.tid = static_cast<long>(::gettid());
+    fm.tid.store(static_cast<long>(::gettid()), std::memory_order_relaxed);
     init_thread_slots(fm.ts);
     init_thread_context(fm.g0);
     altstack_install();
@@ -672,7 +672,7 @@ runtime_pin::~runtime_pin() {
 
 long worker_tid() noexcept {
   machine* m = current_m();
-  return m != nullptr ? m->tid : 0;
+  return m != nullptr ? m->tid.load(std::memory_order_relaxed) : 0;
 }
 
 unsigned idle_processors() noexcept {
@@ -696,7 +696,8 @@ bool holds_own_processor() noexcept {
   machine* m = current_m();
   if (m == nullptr || m->p == nullptr || m->in_blocking) return false;
   const processor* p = m->p;
-  return p->m == m && p->m_tid.load(std::memory_order_relaxed) == m->tid &&
+  return p->m == m &&
+         p->m_tid.load(std::memory_order_relaxed) == m->tid.load(std::memory_order_relaxed) &&
          p->current.load(std::memory_order_relaxed) == m->curg &&
          p->status.load(std::memory_order_relaxed) == p_status::running;
 }

@@ -108,7 +108,7 @@ void acquire_p(machine* m, processor* p) noexcept {
   WEFT_DCHECK(m->p == nullptr && p->m == nullptr, "processor.hpp P1: one holder per processor");
   m->p = p;
   p->m = m;
-  p->m_tid.store(m->tid, std::memory_order_relaxed);
+  p->m_tid.store(m->tid.load(std::memory_order_relaxed), std::memory_order_relaxed);
   p->status.store(p_status::running, std::memory_order_release);
   sysmon_poke(*g_sched, nullptr);  // it may sleep untimed because every processor was idle
 }
@@ -504,7 +504,7 @@ void execute(machine* m, fiber* f) {
 
 void machine_main(machine* m) noexcept {
   set_current_m(m);
-  m->tid = static_cast<long>(::gettid());
+  m->tid.store(static_cast<long>(::gettid()), std::memory_order_relaxed);
   init_thread_slots(m->ts);
   init_thread_context(m->g0);
   altstack_install();
