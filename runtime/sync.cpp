@@ -86,7 +86,13 @@ void node_queue::remove(sync_node* n) noexcept {
 
 sync_node* node_queue::take_all() noexcept {
   sync_node* all = head;
-  for (sync_node* n = head; n != nullptr; n = n->next) n->queued = false;
+  // A long list is the runtime's own work, as its wakes are: a million
+  // nodes, each on its own stack page, took 300 ms on a loaded machine.
+  wake_count count;
+  for (sync_node* n = head; n != nullptr; n = n->next) {
+    n->queued = false;
+    count.woke();
+  }
   head = tail = nullptr;
   return all;
 }
