@@ -685,6 +685,11 @@ bool sysmon_sleeps_untimed() noexcept {
   return pin && g_sched->sysmon.untimed.load(std::memory_order_relaxed);
 }
 
+std::uint64_t hogs_reported() noexcept {
+  runtime_pin pin;  // L1
+  return pin ? g_sched->sysmon.hogs.load(std::memory_order_relaxed) : 0;
+}
+
 memory_report memory() noexcept {
   scheduler* s = g_sched;
   if (s == nullptr) return {};

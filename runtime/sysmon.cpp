@@ -35,7 +35,11 @@
 //     A thread the kernel descheduled (cores oversubscribed by other
 //     processes, or more workers than cores) looks the same by schedtick;
 //     its CPU time tells them apart (cpu_hog): only a thread that ran on a
-//     CPU for hog_handoff / 2 since sysmon marked it half-way is a hog. A
+//     CPU for hog_handoff / 2 since sysmon marked it half-way is a hog,
+//     and it is reported only once that CPU time reaches hog_handoff: a
+//     hypervisor that stalls one memory access for up to ~10 ms charges
+//     the stall to the thread's CPU clock (measured on a PVM guest), and a
+//     fiber that merely touched a page looked like a hog. A
 //     fiber that is not running on a CPU is not a hog: its queued fibers
 //     are moved all the same, but it is not reported, lends no spare and
 //     keeps sysmon on long ticks: more threads and more wakeups would only
@@ -221,22 +225,21 @@ bool check_syscall(scheduler& s, processor* p, p_watch& w, std::int64_t now, con
   return true;
 }
 
-// cpu_hog: a processor whose fiber has not switched for hog_handoff is
-// either running a hog or held by a thread that is not on a CPU: the
+// cpu_since_mark: a processor whose fiber has not switched for hog_handoff
+// is either running a hog or held by a thread that is not on a CPU: the
 // kernel descheduled it (cores oversubscribed by other processes, or more
 // workers than cores). schedtick cannot tell them apart; the thread's CPU
-// time can. Only time on a CPU counts against the fiber: it is a hog once
-// its thread has run for hog_handoff / 2 since sysmon marked it half-way
-// (so for at least that long in all). CPU time unknown: by wall time alone.
-bool cpu_hog(const processor* p, p_watch& w, std::int64_t hog) noexcept {
-  if (w.mark_tid == 0) return true;
+// time can. Returns the CPU time (ns) the holder's thread ran since sysmon
+// marked it half-way; -1 if another thread holds the processor now (measure
+// afresh); INT64_MAX if CPU time is unknown (judge by wall time alone).
+std::int64_t cpu_since_mark(const processor* p, p_watch& w) noexcept {
+  if (w.mark_tid == 0) return INT64_MAX;
   if (w.mark_tid != p->m_tid.load(std::memory_order_relaxed)) {
-    w.cpu_mark = -1;  // another thread holds it now: measure afresh
-    return false;
+    w.cpu_mark = -1;
+    return -1;
   }
   const std::int64_t cpu = thread_cpu_ns(w.mark_tid);
-  if (cpu < 0) return true;
-  return cpu - w.cpu_mark >= hog / 2;
+  return cpu < 0 ? INT64_MAX : cpu - w.cpu_mark;
 }
 
 void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tick_result& r) {
@@ -283,7 +286,14 @@ void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tic
     if (w.cpu_mark < 0) w.cpu_mark = 0, w.mark_tid = 0;  // unknown: judge by schedtick alone
   }
   if (ran < hog) return;
-  const bool is_hog = cpu_hog(p, w, hog);
+  // A hog: its thread ran on a CPU for hog_handoff / 2 since the mark (so
+  // for at least that long in all). Its queue is moved and a spare lent.
+  // It is reported only once that is a full hog_handoff: on a host
+  // that stalls a memory access (a hypervisor's page-table fault), a
+  // thread's CPU clock runs on for up to ~10 ms while the fiber makes no
+  // progress, and a fiber that merely touched its stack was reported.
+  const std::int64_t cpu = cpu_since_mark(p, w);
+  const bool is_hog = cpu >= hog / 2;
   if (is_hog) ++r.hogged;
   // Stuck work: queued fibers nobody took since the last look. A queue that
   // other workers are stealing from is being served; leave it be. Stuck
@@ -305,7 +315,7 @@ void check_running(scheduler& s, processor* p, p_watch& w, std::int64_t now, tic
     w.moved += moved;
   }
   // Reported once per episode, and only a hog that kept others waiting.
-  if (is_hog && !w.hog_reported && w.moved != 0 &&
+  if (cpu >= hog && !w.hog_reported && w.moved != 0 &&
       p->schedtick.load(std::memory_order_relaxed) == t) {
     report_hog(s.sysmon, f, ran, w.moved, s.opts);
     s.sysmon.hogs.fetch_add(1, std::memory_order_relaxed);

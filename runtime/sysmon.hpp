@@ -74,7 +74,7 @@ struct sysmon_state {
   std::int64_t started_ns = 0;
   // Statistics, written by the sysmon thread, read by stats().
   std::atomic<std::uint64_t> handoffs{0};  // processors taken from blocking calls and hogs
-  std::atomic<std::uint64_t> hogs{0};      // hog episodes that needed a handoff
+  std::atomic<std::uint64_t> hogs{0};      // hog episodes reported (report_hog)
   // True while the thread sleeps with no timed end (every processor idle,
   // nothing to time): it wakes only when poked. Written by the thread
   // around that sleep; relaxed, for tests (introspect.hpp).

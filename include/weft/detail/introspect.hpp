@@ -88,6 +88,11 @@ void set_party_check_hook(void (*hook)()) noexcept;
 // timing, so it wakes only when poked. False with no runtime running.
 bool sysmon_sleeps_untimed() noexcept;
 
+// hogs_reported: hog warnings the running runtime's monitor has printed
+// or counted for its end-of-run summary (runtime/sysmon.cpp). 0 with no
+// runtime running.
+std::uint64_t hogs_reported() noexcept;
+
 // fibers_parked_now: fibers whose record says parked, counted record by
 // record (stats().fibers_parked is derived from counters and can count a
 // fiber in flight between queues as parked). A fiber counted here has
