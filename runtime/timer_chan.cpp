@@ -406,9 +406,9 @@ struct batch_cache {
   return cache;
 }
 
-#if WEFT_DEBUG_CHECKS
+// A test hook in every build (introspect.hpp), so the race it opens is
+// tested in release too; one relaxed load on the batched path.
 std::atomic<void (*)()> g_join_hook{nullptr};  // relaxed: tests set it before the calls it affects
-#endif
 
 // join: push s (its reference count already includes the batch's hold)
 // onto b if b is open and due within `granule` after `when` (B2). On
@@ -422,9 +422,7 @@ bool join(batch* b, tstate* s, std::int64_t when, std::int64_t granule) noexcept
     if (head == closed_mark) return false;
     l->next = head;
     perturb(perturb_site::timer_add);  // the poller may fire (close) the batch meanwhile
-#if WEFT_DEBUG_CHECKS
     if (void (*hook)() = g_join_hook.load(std::memory_order_relaxed)) hook();
-#endif
     // release: pairs with the acquire in close_batch and unlink (B4 reads
     // the link).
   } while (!b->members.compare_exchange_weak(head, s, std::memory_order_release,
@@ -469,14 +467,8 @@ void arm_batched(tstate* s, std::int64_t when, std::int64_t granule) {
 
 }  // namespace
 
-bool set_batch_join_hook(void (*hook)()) noexcept {
-#if WEFT_DEBUG_CHECKS
+void set_batch_join_hook(void (*hook)()) noexcept {
   g_join_hook.store(hook, std::memory_order_relaxed);
-  return true;
-#else
-  (void)hook;
-  return false;
-#endif
 }
 
 chan<time_point> make_after(std::int64_t ns) {

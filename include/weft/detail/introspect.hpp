@@ -50,13 +50,11 @@ memory_report memory() noexcept;
 // processor counted here has finished putting itself there (acquire).
 unsigned idle_processors() noexcept;
 
-// set_batch_join_hook: in builds with WEFT_DEBUG_CHECKS (debug, asan,
-// tsan), `hook` runs inside after() whenever it is about to join a batch of
-// timers, between reading the batch's member stack and the CAS that adds
-// the new channel (runtime/timer_chan.cpp), on the calling thread; it must
-// not park or switch fibers. nullptr removes it. Returns false (and does
-// nothing) in release builds.
-bool set_batch_join_hook(void (*hook)()) noexcept;
+// set_batch_join_hook: `hook` runs inside after() whenever it is about to
+// join a batch of timers, between reading the batch's member stack and the
+// CAS that adds the new channel (runtime/timer_chan.cpp), on the calling
+// thread; it must not park or switch fibers. nullptr removes it.
+void set_batch_join_hook(void (*hook)()) noexcept;
 
 // timers_live: timers in the running runtime's heap that can still reach
 // someone (sleeps, timed waits, deadlines, tickers, after()s whose channel
