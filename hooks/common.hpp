@@ -24,7 +24,9 @@
 //     descriptor may be ready, and tries again. A blocking send returns once
 //     everything is queued, as the kernel's does. So plain threads, other
 //     processes sharing the socket and fcntl(F_GETFL) all see the user's
-//     flags, with no bookkeeping to go stale.
+//     flags. The two answers are cached while they say "block, no timeout"
+//     (two system calls per wait saved); fcntl, ioctl and setsockopt are
+//     hooked only to invalidate that cache.
 //     Rejected: setting O_NONBLOCK on the descriptor and keeping the user's
 //     bit (libgo, libco): every other user of the open file (a plain thread,
 //     a forked child, stdio, the shell sharing a tty) would see it, and
@@ -86,6 +88,10 @@ void fresh(int fd, fd_kind k) noexcept;
 bool user_nonblocking(int fd) noexcept;
 // sock_deadline: now + SO_RCVTIMEO (dir 0) or SO_SNDTIMEO (dir 1), or none.
 std::int64_t sock_deadline(int fd, int dir) noexcept;
+// Both answers are cached per descriptor while they say "wait, with no
+// limit" (waiting.cpp, the mode cache). modes_changed: a hooked call may
+// have changed O_NONBLOCK or a timeout of some open file; forget them all.
+void modes_changed() noexcept;
 
 // fd_waiter: park until one descriptor (one direction) or any of a set of
 // pollfds may be ready. wait() returns 0 (make the call again), ETIMEDOUT,

@@ -5,10 +5,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <cstdarg>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "hooks/common.hpp"
@@ -195,6 +199,38 @@ ssize_t sock_sendmsg(int fd, const msghdr* msg, int flags) {
 // means the kind was stale: the callers reclassify and go round once more.
 fd_kind parking_kind(int fd) noexcept { return in_fiber() ? kind_of(fd) : fd_kind::plain; }
 
+// The mode cache holds only "blocking" and "no timeout" (waiting.cpp): a
+// change can make it wrong only by setting O_NONBLOCK or a timeout, so
+// clearing them (hiredis's connect sets O_NONBLOCK and clears it again)
+// leaves it alone.
+
+// forward_fcntl: libc's fcntl or fcntl64 (`call`) with the hook's
+// arguments; then a change that sets O_NONBLOCK empties the mode cache.
+int forward_fcntl(int (*call)(int, int, ...), int fd, int cmd, va_list ap) noexcept {
+  void* arg = va_arg(ap, void*);
+  const int r = call(fd, cmd, arg);
+  if (r != -1 && cmd == F_SETFL && (reinterpret_cast<std::uintptr_t>(arg) & O_NONBLOCK) != 0) {
+    modes_changed();
+  }
+  return r;
+}
+
+// sets_timeout: SO_RCVTIMEO or SO_SNDTIMEO (either struct layout the kernel
+// accepts) to anything but zero, or to a value this cannot read.
+bool sets_timeout(int name, const void* value, socklen_t len) noexcept {
+#if defined(SO_RCVTIMEO_NEW) && defined(SO_RCVTIMEO_OLD)
+  const bool timeout = name == SO_RCVTIMEO_OLD || name == SO_RCVTIMEO_NEW ||
+                       name == SO_SNDTIMEO_OLD || name == SO_SNDTIMEO_NEW;
+#else
+  const bool timeout = name == SO_RCVTIMEO || name == SO_SNDTIMEO;
+#endif
+  if (!timeout) return false;
+  if (value == nullptr || len < static_cast<socklen_t>(2 * sizeof(std::int64_t))) return true;
+  std::int64_t v[2];  // {seconds, microseconds}: timeval and the kernel's 64-bit layout
+  std::memcpy(v, value, sizeof v);
+  return v[0] != 0 || v[1] != 0;
+}
+
 bool stale_socket(int fd, ssize_t r) noexcept {
   if (r >= 0 || get_errno() != ENOTSOCK) return false;
   set_kind(fd, fd_kind::unknown);
@@ -351,15 +387,17 @@ int accept(int fd, sockaddr* addr, socklen_t* alen) {
 int connect(int fd, const sockaddr* addr, socklen_t alen) {
   using namespace weft::hooks;
   if (parking_kind(fd) != fd_kind::socket) return libc().connect(fd, addr, alen);
-  const int fl = ::fcntl(fd, F_GETFL);
+  const int fl = libc().fcntl(fd, F_GETFL);
   if (fl < 0 || (fl & O_NONBLOCK) != 0) return libc().connect(fd, addr, alen);
   // Blocking socket: non-blocking for this one call, then wait for the
   // handshake (bounded by SO_SNDTIMEO, as the kernel's connect is).
   const int saved = get_errno();
-  ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  // libc's fcntl: the flags are back before anyone can see them, so the
+  // mode cache need not hear of it.
+  libc().fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   const int r = libc().connect(fd, addr, alen);
   const int e = get_errno();
-  ::fcntl(fd, F_SETFL, fl);
+  libc().fcntl(fd, F_SETFL, fl);
   if (r == 0 || e != EINPROGRESS) {
     set_errno(r == 0 ? saved : e);
     return r;
@@ -439,6 +477,48 @@ int pipe2(int fds[2], int flags) noexcept {
 int eventfd(unsigned int initval, int flags) noexcept {
   const int r = libc().eventfd(initval, flags);
   if (r >= 0) weft::hooks::fresh(r, fd_kind::pollable);
+  return r;
+}
+
+// ---- calls that change what a blocking call waits for ----
+// Made as the user asked; then the mode cache forgets what it knew
+// (waiting.cpp). The variadic argument is an int or a pointer: passed on as
+// a pointer-sized word, as glibc's own fcntl reads it.
+
+int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  const int r = weft::hooks::forward_fcntl(libc().fcntl, fd, cmd, ap);
+  va_end(ap);
+  return r;
+}
+
+int fcntl64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  const int r = weft::hooks::forward_fcntl(libc().fcntl64, fd, cmd, ap);
+  va_end(ap);
+  return r;
+}
+
+int ioctl(int fd, unsigned long request, ...) noexcept {
+  va_list ap;
+  va_start(ap, request);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  const int r = libc().ioctl(fd, request, arg);
+  // FIONBIO's argument is an int*: non-zero sets O_NONBLOCK.
+  if (request == FIONBIO && r != -1 && (arg == nullptr || *static_cast<const int*>(arg) != 0)) {
+    weft::hooks::modes_changed();
+  }
+  return r;
+}
+
+int setsockopt(int fd, int level, int name, const void* value, socklen_t len) noexcept {
+  const int r = libc().setsockopt(fd, level, name, value, len);
+  if (r == 0 && level == SOL_SOCKET && weft::hooks::sets_timeout(name, value, len)) {
+    weft::hooks::modes_changed();
+  }
   return r;
 }
 

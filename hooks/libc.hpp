@@ -8,9 +8,11 @@
 // definition after the executable: libc's. Nothing here calls a hooked
 // function, so resolving cannot recurse.
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -25,7 +27,8 @@
   X(recvmsg) X(send) X(sendto) X(sendmsg) X(accept) X(accept4) \
   X(connect) X(poll) X(ppoll) X(select) X(nanosleep) X(usleep) \
   X(sleep) X(clock_nanosleep) X(getaddrinfo) X(close) X(dup) X(dup2) \
-  X(dup3) X(socket) X(socketpair) X(pipe) X(pipe2) X(eventfd)
+  X(dup3) X(socket) X(socketpair) X(pipe) X(pipe2) X(eventfd) \
+  X(fcntl) X(fcntl64) X(ioctl) X(setsockopt)
 // clang-format on
 
 // glibc's report of a failed _FORTIFY_SOURCE check (the __*_chk hooks).

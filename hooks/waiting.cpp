@@ -27,30 +27,115 @@ std::atomic<bool> g_forked{false};
   ::pthread_atfork(nullptr, nullptr, [] { g_forked.store(true, std::memory_order_relaxed); });
 }
 
-// The kind cache: 4096 descriptors per chunk, chunks installed by CAS and
-// never freed; numbers past the table are classified on every call.
-// Relaxed: a stale kind costs one reclassification (ENOTSOCK) or a call
-// that blocks its thread, never a wrong result.
+// Per-descriptor caches: 4096 descriptors per chunk, chunks installed by
+// CAS and never freed; numbers past the table are not cached.
 constexpr unsigned chunk_bits = 12;
 constexpr std::size_t max_chunks = 256;
-std::atomic<std::atomic<std::uint8_t>*> g_kinds[max_chunks];
 
-std::atomic<std::uint8_t>* kind_slot(int fd, bool create) noexcept {
-  const auto u = static_cast<unsigned>(fd);
-  const std::size_t c = u >> chunk_bits;
-  if (fd < 0 || c >= max_chunks) return nullptr;
-  auto* chunk = g_kinds[c].load(std::memory_order_acquire);  // pairs with the CAS below
-  if (chunk == nullptr) {
-    if (!create) return nullptr;
-    auto* fresh = new (std::nothrow) std::atomic<std::uint8_t>[std::size_t{1} << chunk_bits]();
-    if (fresh == nullptr) return nullptr;
-    if (g_kinds[c].compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel)) {
-      chunk = fresh;
-    } else {
-      delete[] fresh;
+template <class T>
+class fd_table {
+ public:
+  std::atomic<T>* slot(int fd, bool create) noexcept {
+    const auto u = static_cast<unsigned>(fd);
+    const std::size_t c = u >> chunk_bits;
+    if (fd < 0 || c >= max_chunks) return nullptr;
+    auto* chunk = chunks_[c].load(std::memory_order_acquire);  // pairs with the CAS below
+    if (chunk == nullptr) {
+      if (!create) return nullptr;
+      auto* fresh = new (std::nothrow) std::atomic<T>[std::size_t{1} << chunk_bits]();
+      if (fresh == nullptr) return nullptr;
+      if (chunks_[c].compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel)) {
+        chunk = fresh;
+      } else {
+        delete[] fresh;
+      }
     }
+    return &chunk[u & ((1u << chunk_bits) - 1)];
   }
-  return &chunk[u & ((1u << chunk_bits) - 1)];
+
+ private:
+  std::atomic<std::atomic<T>*> chunks_[max_chunks]{};
+};
+
+// The kind cache. Relaxed: a stale kind costs one reclassification
+// (ENOTSOCK) or a call that blocks its thread, never a wrong result.
+fd_table<std::uint8_t> g_kinds;
+std::atomic<std::uint8_t>* kind_slot(int fd, bool create) noexcept {
+  return g_kinds.slot(fd, create);
+}
+
+// The mode cache: what a would-block call needs to know besides the kernel's
+// EAGAIN, remembered only when the answer is "wait, with no limit", so the
+// common case (a blocking socket without timeouts) costs no fcntl(F_GETFL)
+// and no getsockopt per wait: 11-14% of hooked hiredis throughput here.
+//   * A word per descriptor: generation (44 bits) | reset count (17) |
+//     mode bits (3). The bits count only while the generation is
+//     g_mode_gen's.
+//   * g_mode_gen: bumped by every hooked call that can change an answer,
+//     on any descriptor (fcntl(F_SETFL), ioctl(FIONBIO), setsockopt of
+//     SO_RCVTIMEO/SO_SNDTIMEO): the file's flags and the socket's options
+//     are shared by every dup of it, so one descriptor's change must
+//     invalidate all. The bump follows the kernel call.
+//   * A learner reads its word and the generation before it asks the
+//     kernel, and installs its answer by CAS from that word, tagged with
+//     that generation: a change that raced with the question bumped the
+//     generation after the kernel took it, so the new word is stale at
+//     once; a reset that raced with it (the descriptor closed and its
+//     number reused) moved the reset count, so the CAS fails. A call that
+//     raced with a change may use the old answer, as a call the kernel had
+//     already started would.
+//   * set_kind (a descriptor created, closed, replaced, or found to be
+//     another file) resets the word: bits cleared, reset count + 1.
+//   * Relaxed throughout: the word carries its own validity, and a caller
+//     ordered after a change by any synchronisation reads the bumped
+//     generation (coherence).
+//   * Not seen: a change made by another process sharing the file, or by a
+//     raw system call (README).
+constexpr std::uint64_t mode_blocking = 1;  // O_NONBLOCK clear
+constexpr std::uint64_t mode_no_rcvtimeo = 2;
+constexpr std::uint64_t mode_no_sndtimeo = 4;
+constexpr unsigned mode_bits = 3;
+constexpr unsigned reset_bits = 17;
+constexpr unsigned gen_shift = mode_bits + reset_bits;
+constexpr std::uint64_t mode_mask = (std::uint64_t{1} << mode_bits) - 1;
+constexpr std::uint64_t reset_mask = ((std::uint64_t{1} << reset_bits) - 1) << mode_bits;
+std::atomic<std::uint64_t> g_mode_gen{1};
+fd_table<std::uint64_t> g_modes;
+
+// mode_question: a learner's snapshot, taken before it asks the kernel.
+struct mode_question {
+  std::atomic<std::uint64_t>* slot;
+  std::uint64_t word;
+  std::uint64_t gen;
+};
+
+// mode_known: whether `bit` is known for `fd`; if not, `q` is the snapshot
+// to learn it with.
+bool mode_known(int fd, std::uint64_t bit, mode_question& q) noexcept {
+  q.gen = g_mode_gen.load(std::memory_order_relaxed);
+  q.slot = g_modes.slot(fd, true);
+  q.word = q.slot != nullptr ? q.slot->load(std::memory_order_relaxed) : 0;
+  return (q.word >> gen_shift) == q.gen && (q.word & bit) != 0;
+}
+
+// learn_mode: `bit` holds, as the kernel said after the snapshot `q`.
+void learn_mode(const mode_question& q, std::uint64_t bit) noexcept {
+  if (q.slot == nullptr) return;
+  const std::uint64_t old_bits = (q.word >> gen_shift) == q.gen ? q.word & mode_mask : 0;
+  std::uint64_t expected = q.word;
+  q.slot->compare_exchange_strong(expected,
+                                  (q.gen << gen_shift) | (q.word & reset_mask) | old_bits | bit,
+                                  std::memory_order_relaxed);
+}
+
+void reset_mode(int fd) noexcept {
+  std::atomic<std::uint64_t>* slot = g_modes.slot(fd, false);
+  if (slot == nullptr) return;
+  std::uint64_t w = slot->load(std::memory_order_relaxed);
+  while (!slot->compare_exchange_weak(
+      w, ((w & reset_mask) + (std::uint64_t{1} << mode_bits)) & reset_mask,
+      std::memory_order_relaxed)) {
+  }
 }
 
 // classify: unknown when fstat fails (the call itself then reports EBADF).
@@ -90,7 +175,10 @@ void set_kind(int fd, fd_kind k) noexcept {
   if (std::atomic<std::uint8_t>* slot = kind_slot(fd, k != fd_kind::unknown)) {
     slot->store(static_cast<std::uint8_t>(k), std::memory_order_relaxed);
   }
+  reset_mode(fd);
 }
+
+void modes_changed() noexcept { g_mode_gen.fetch_add(1, std::memory_order_relaxed); }
 
 void fresh(int fd, fd_kind k) noexcept {
   if (g_forked.load(std::memory_order_relaxed)) return;
@@ -99,15 +187,24 @@ void fresh(int fd, fd_kind k) noexcept {
 }
 
 bool user_nonblocking(int fd) noexcept {
-  const int fl = ::fcntl(fd, F_GETFL);
+  mode_question q;
+  if (mode_known(fd, mode_blocking, q)) return false;
+  const int fl = libc().fcntl(fd, F_GETFL);
+  if (fl >= 0 && (fl & O_NONBLOCK) == 0) learn_mode(q, mode_blocking);
   return fl >= 0 && (fl & O_NONBLOCK) != 0;
 }
 
 std::int64_t sock_deadline(int fd, int dir) noexcept {
+  const std::uint64_t bit = dir == 0 ? mode_no_rcvtimeo : mode_no_sndtimeo;
+  mode_question q;
+  if (mode_known(fd, bit, q)) return hook_no_deadline;
   timeval tv{};
   socklen_t len = sizeof tv;
-  if (::getsockopt(fd, SOL_SOCKET, dir == 0 ? SO_RCVTIMEO : SO_SNDTIMEO, &tv, &len) != 0 ||
-      (tv.tv_sec == 0 && tv.tv_usec == 0)) {
+  if (::getsockopt(fd, SOL_SOCKET, dir == 0 ? SO_RCVTIMEO : SO_SNDTIMEO, &tv, &len) != 0) {
+    return hook_no_deadline;
+  }
+  if (tv.tv_sec == 0 && tv.tv_usec == 0) {
+    learn_mode(q, bit);
     return hook_no_deadline;
   }
   return detail::hook_now() + static_cast<std::int64_t>(tv.tv_sec) * 1000000000 +

@@ -215,6 +215,114 @@ TEST_CASE("the user's O_NONBLOCK (fcntl or FIONBIO) makes hooked calls return EA
       {1, 2});
 }
 
+namespace {
+
+enum class outcome { returned, parked };
+
+// read_outcome: a fiber reads a byte of `fd`. Either the read returns (r
+// and e: its result and errno) or it parks on the netpoller; then a byte
+// written to `peer` lets it finish.
+outcome read_outcome(int fd, int peer, ssize_t& r, int& e) {
+  std::atomic<bool> done{false};
+  weft::wait_group wg;
+  wg.add(1);
+  weft::go([&] {
+    char c;
+    clear_errno();
+    r = ::read(fd, &c, 1);
+    e = errno_now();
+    done.store(true);
+    wg.done();
+  });
+  while (!done.load() && weft::detail::netpoll_parked() < 1) weft::yield();
+  const outcome o = done.load() ? outcome::returned : outcome::parked;
+  if (o == outcome::parked) REQUIRE(::write(peer, "x", 1) == 1);
+  wg.wait();
+  return o;
+}
+
+// expect_eagain / expect_parks: what a read of p.a does now.
+void expect_eagain(sock_pair& p) {
+  ssize_t r = 0;
+  int e = 0;
+  CHECK(read_outcome(p.a, p.b, r, e) == outcome::returned);
+  CHECK(r == -1);
+  CHECK(e == EAGAIN);
+}
+
+void expect_parks(sock_pair& p) {
+  ssize_t r = 0;
+  int e = 0;
+  CHECK(read_outcome(p.a, p.b, r, e) == outcome::parked);
+  CHECK(r == 1);
+}
+
+}  // namespace
+
+// The hooks remember "blocking, no timeout" per descriptor, so a wait costs
+// no fcntl and getsockopt; each change below, made through a dup (the flags
+// and options belong to the open file), must reach the next call on p.a.
+TEST_CASE("O_NONBLOCK and timeouts changed through any descriptor of the file reach hooked calls") {
+  nt::net_runs(
+      [](unsigned) {
+        sock_pair p;
+        expect_parks(p);  // learnt: blocking, no SO_RCVTIMEO
+        const int d = ::dup(p.a);
+        REQUIRE(d >= 0);
+        REQUIRE(::fcntl(d, F_SETFL, ::fcntl(d, F_GETFL) | O_NONBLOCK) == 0);
+        expect_eagain(p);
+        REQUIRE(::fcntl64(d, F_SETFL, ::fcntl64(d, F_GETFL) & ~O_NONBLOCK) == 0);
+        expect_parks(p);
+        int on = 1;
+        REQUIRE(::ioctl(d, FIONBIO, &on) == 0);
+        expect_eagain(p);
+        int off = 0;
+        REQUIRE(::ioctl(d, FIONBIO, &off) == 0);
+        expect_parks(p);
+        // A timeout: the read must end with EAGAIN. Were the stale "no
+        // timeout" used, it would wait for good: the guard ends it after
+        // 10 s, and the check fails.
+        timeval tv{0, 20'000};
+        REQUIRE(::setsockopt(d, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+        weft::chan<int> finished(1);
+        std::atomic<bool> rescued{false};
+        weft::wait_group guard;
+        guard.add(1);
+        weft::go([&] {
+          weft::select(weft::recv_case(finished), weft::recv_case(weft::after(10s), [&](auto) {
+                         rescued.store(true);
+                         REQUIRE(::write(p.b, "x", 1) == 1);
+                       }));
+          guard.done();
+        });
+        char c;
+        clear_errno();
+        const ssize_t r = ::read(p.a, &c, 1);
+        const int e = errno_now();
+        finished.send(1);
+        guard.wait();
+        CHECK_FALSE(rescued.load());
+        CHECK(r == -1);
+        CHECK(e == EAGAIN);
+        timeval none{0, 0};
+        REQUIRE(::setsockopt(d, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none) == 0);
+        expect_parks(p);
+        // The number p.a now names another file, non-blocking from its
+        // creation (no fcntl to hear of): nothing learnt of the old one holds.
+        int q[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, q) == 0);
+        REQUIRE(::dup2(q[0], p.a) == p.a);
+        ssize_t r2 = 0;
+        int e2 = 0;
+        CHECK(read_outcome(p.a, q[1], r2, e2) == outcome::returned);
+        CHECK(e2 == EAGAIN);
+        ::close(q[0]);
+        ::close(q[1]);
+        ::close(d);
+      },
+      {1, 2});
+}
+
 TEST_CASE("SO_RCVTIMEO and SO_SNDTIMEO end a parked call with EAGAIN, as the kernel's timeout") {
   nt::net_runs(
       [](unsigned) {
