@@ -128,47 +128,52 @@ nanoseconds own_cpu() {
 
 }  // namespace
 
-TEST_CASE("a spin short of hog_handoff of CPU past sysmon's mark is relieved but not reported") {
+TEST_CASE("a spin short of the report threshold past sysmon's mark is relieved but not reported") {
   // sysmon marks a suspect's thread at hog_handoff / 2 without a switch
   // (and flags a preemption request then); it moves the fibers queued
-  // behind it at hog_handoff, but warns only once the thread has run a
-  // full hog_handoff on a CPU since the mark: a hypervisor stall of up to
-  // ~10 ms is charged to the CPU clock (runtime/sysmon.cpp, Hogs). Each
-  // spinner sees the mark itself (the request) and spins a measured CPU
-  // time past it, without a scheduling point, after sysmon moved main.
+  // behind it at hog_handoff, but warns only once the thread has run
+  // max(hog_handoff, 50 ms) on a CPU since the mark: a hypervisor stall of
+  // up to ~10 ms is charged to the CPU clock (runtime/sysmon.cpp, Hogs).
+  // Each spinner sees the mark itself (the request) and spins a measured
+  // CPU time past it, without a scheduling point, after sysmon moved main.
   // The margins are CPU time, not wall time: a loaded machine only
-  // stretches them.
-  constexpr milliseconds hog{400};
-  for (const bool long_enough : {false, true}) {
-    CAPTURE(long_enough);
-    weft::options o;
-    o.workers = 1;
-    o.hog_handoff = hog;
-    std::uint64_t reported = 0, handoffs = 0;
-    weft::run(
-        [&] {
-          weft::wait_group wg;
-          wg.add(1);
-          weft::go([&] {
-            while (weft::detail::g_preempt_requests.load(std::memory_order_relaxed) == 0) {
-            }
-            const nanoseconds mark = own_cpu();
-            // Short: 0.6 x hog_handoff past the mark, and past main's move.
-            // Long: until the monitor reported it (1.0 x at the least).
-            while (weft::stats().handoffs == 0 || (long_enough ? weft::detail::hogs_reported() == 0
-                                                               : own_cpu() - mark < hog * 6 / 10)) {
-            }
-            reported = weft::detail::hogs_reported();
-            wg.done();
-          });
-          weft::yield();  // queued behind the spinner until sysmon moves it
-          wg.wait();
-          handoffs = weft::stats().handoffs;
-        },
-        o);
-    test::check_teardown();
-    CHECK(handoffs >= 1);
-    CHECK(reported == (long_enough ? 1u : 0u));
+  // stretches them. 400 ms: the threshold is hog_handoff; 10 ms (the
+  // default): the threshold is the 50 ms floor.
+  for (const milliseconds hog : {milliseconds(400), milliseconds(10)}) {
+    const milliseconds threshold = std::max(hog, milliseconds(50));
+    for (const bool long_enough : {false, true}) {
+      CAPTURE(hog.count());
+      CAPTURE(long_enough);
+      weft::options o;
+      o.workers = 1;
+      o.hog_handoff = hog;
+      std::uint64_t reported = 0, handoffs = 0;
+      weft::run(
+          [&] {
+            weft::wait_group wg;
+            wg.add(1);
+            weft::go([&] {
+              while (weft::detail::g_preempt_requests.load(std::memory_order_relaxed) == 0) {
+              }
+              const nanoseconds mark = own_cpu();
+              // Short: 0.6 x the threshold past the mark, and past main's
+              // move. Long: until the monitor reported it (1.0 x at the least).
+              while (weft::stats().handoffs == 0 ||
+                     (long_enough ? weft::detail::hogs_reported() == 0
+                                  : own_cpu() - mark < threshold * 6 / 10)) {
+              }
+              reported = weft::detail::hogs_reported();
+              wg.done();
+            });
+            weft::yield();  // queued behind the spinner until sysmon moves it
+            wg.wait();
+            handoffs = weft::stats().handoffs;
+          },
+          o);
+      test::check_teardown();
+      CHECK(handoffs >= 1);
+      CHECK(reported == (long_enough ? 1u : 0u));
+    }
   }
 }
 

@@ -43,7 +43,8 @@ struct options {
   // (never hands off).
   std::chrono::microseconds blocking_handoff{20};
   // A fiber that runs this long without parking or yielding: its worker's run
-  // queue is handed off and a warning is printed once. Must be positive;
+  // queue is handed off, and a warning is printed once it has also used this
+  // much CPU time, and at least 50 ms, since half-way. Must be positive;
   // beyond about 146 years it saturates (never).
   std::chrono::milliseconds hog_handoff{10};
 };
