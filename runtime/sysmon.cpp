@@ -227,8 +227,8 @@ bool check_syscall(scheduler& s, processor* p, p_watch& w, std::int64_t now, con
 
 // hog_report_floor_ns: the least CPU time past the half-way mark that gets
 // a hog reported. Measured with weft-bench parked beside the loaded suite
-// (load 8-12): a fiber that only parks was charged 10+ ms of CPU in one
-// run, once in 5 runs, by the host's stalls; relieving it is harmless,
+// (load 4-14): a fiber that only parks was charged 10+ ms of CPU in one
+// run, in 3 runs of 10, by the host's stalls; relieving it is harmless,
 // reporting it is a false alarm. 50 ms takes several such stalls inside
 // one run of a fiber that does microseconds of work.
 constexpr std::int64_t hog_report_floor_ns = 50'000'000;
