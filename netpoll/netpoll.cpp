@@ -374,6 +374,7 @@ void park_on(poll_desc& pd, int dir, bool use_pd_deadline, const own_timer* ot,
 void fiber_wait(poll_desc& pd, int dir, std::int64_t own_deadline, bool use_pd_deadline,
                 const std::atomic<bool>* interrupt) {
   if (forked_child()) throw_forked_child("weft::net");  // the epoll set is the parent's
+  fire_timers_before_wait();
   const std::uint32_t e = g_epoch.load(std::memory_order_relaxed);
   if (pd.reg_epoch.load(std::memory_order_acquire) != e) ensure_registered(pd, e);
   if (use_pd_deadline && pd.deadline[dir].load(std::memory_order_relaxed) != no_deadline &&

@@ -16,6 +16,7 @@
 #include "runtime/sched_ops.hpp"
 #include "runtime/sys.hpp"
 #include "runtime/timers.hpp"
+#include "weft/detail/introspect.hpp"
 #include "weft/detail/perturb.hpp"
 
 namespace weft::detail {
@@ -24,7 +25,15 @@ namespace {
 // The one netpoller; the runtime starts it once per run.
 poller g_poller;
 
+// The test hook (introspect.hpp); relaxed: a test sets it before the cycles
+// it means to hold, and the hook synchronises with the test itself.
+std::atomic<void (*)()> g_cycle_hook{nullptr};
+
 }  // namespace
+
+void set_poller_cycle_hook(void (*hook)()) noexcept {
+  g_cycle_hook.store(hook, std::memory_order_relaxed);
+}
 
 void poller::start(unsigned nprocs_total, bool worker_poll) {
   epfd_ = sys_epoll_create(EPOLL_CLOEXEC);
@@ -114,6 +123,7 @@ void poller::loop() noexcept {
   set_ready_batch(&batch);
   epoll_event events[max_events];
   while (!stop_.load(std::memory_order_acquire)) {
+    if (void (*hook)() = g_cycle_hook.load(std::memory_order_relaxed)) hook();
     const std::int64_t now = now_ns();
     const std::int64_t deadline = g_timers.fire_for_sleep(now, &batch.n);  // T2, T3
     perturb(perturb_site::poller_inject);  // timers fired, their fibers not yet injected

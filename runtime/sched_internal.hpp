@@ -45,9 +45,13 @@ inline void wakep() noexcept {
 
 inline fiber* pick_local(processor* p) noexcept {
   ++p->tick;
-  if (p->tick % 61 == 0) {
+  if (p->tick % 61 == 0 || g_sched->gq.urgent_hint()) {
     // Fairness: the global queue, which local respawning could otherwise
-    // starve, and (at the next safe point) timers that are due.
+    // starve, and (at the next safe point) timers that are due. At once,
+    // not at the 61st decision, when a timer's fiber waits at the queue's
+    // front (the netpoller fired it): a backlog of 61 decisions of network
+    // work is milliseconds, and that was the worst lateness of a 1 ms
+    // ticker beside 1,000 busy hooked clients (perf/RESULTS.md).
     p->check_timers = true;
     if (g_sched->gq.size_hint() != 0) {
       if (fiber* f = global_get(p, 1)) return f;
@@ -67,7 +71,8 @@ inline fiber* pick_local(processor* p) noexcept {
 // fire_timers: every 61st scheduling decision a worker fires the timers
 // that are due itself (timers.hpp), so they stay punctual when the poller
 // thread gets no CPU. Only where the caller is between operations: in
-// yield, in a finishing fiber and on g0. Not in park: the parking fiber
+// yield, in a finishing fiber and on g0, and (fire_timers_before_wait,
+// switch.cpp) before a fiber waits on the netpoller. Not in park: the parking fiber
 // holds the lock its park releases, and a fiber just resumed from park is
 // still inside its channel, select or lock operation, whose objects a
 // timer callback (an after() channel's send) may touch.

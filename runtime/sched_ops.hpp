@@ -53,6 +53,14 @@ void ready_spawned(fiber* f) noexcept;
 // saved. Throws fiber_unwind at shutdown.
 void park_current(switch_action release, wait_reason why, const void* obj, std::int64_t note = 0);
 void yield_current();
+// fire_timers_before_wait: the running fiber is about to wait on the
+// netpoller and holds no lock a timer callback takes (a descriptor's
+// direction lock is below the timers lock, timers.hpp): fire the timers
+// that are due, if any. A network-bound worker parks its fibers and never
+// yields, so without this only the netpoller thread fired its timers, and
+// that thread waits for a CPU like any other on a saturated machine.
+// Costs a relaxed load, and a clock read while a timer is queued.
+void fire_timers_before_wait() noexcept;
 [[noreturn]] void exit_current() noexcept;
 
 // inject: put a chain of runnable fibers on the global queue and start up

@@ -401,6 +401,12 @@ void yield_current() {
   if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
 }
 
+void fire_timers_before_wait() noexcept {
+  const machine* m = current_m();
+  if (m == nullptr || m->p == nullptr || m->in_blocking) return;
+  if (g_timers.earliest() != INT64_MAX) g_timers.fire_due(now_ns());
+}
+
 void exit_current() noexcept {
   machine* m = current_m();
   fiber* self = m->curg;

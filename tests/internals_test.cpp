@@ -20,6 +20,7 @@
 
 #include "netpoll/poll_desc.hpp"
 #include "runtime/asym_fence.hpp"
+#include "runtime/global_queue.hpp"
 #include "runtime/run_queue.hpp"
 #include "runtime/timer_heap.hpp"
 #include "support.hpp"
@@ -178,6 +179,30 @@ TEST_CASE("run_queue<4>: push fails when full, take_half moves the older half in
   CHECK(q.steal(out, true) == 1);
   CHECK(out[0] == f[5]);
   CHECK(q.looks_empty());
+}
+
+TEST_CASE("global_queue: front pushes come out first and mark the queue urgent until taken") {
+  weft::detail::global_queue q;
+  token_pool pool(5);
+  fiber* f[5];
+  for (int i = 0; i < 5; ++i) f[i] = pool.records[i].get();
+  q.push_many(f, 2);
+  CHECK_FALSE(q.urgent_hint());  // a backlog is not urgent
+  q.push_front_many(f + 2, 2);   // two timer wakeups
+  CHECK(q.urgent_hint());
+  fiber* out[5];
+  CHECK(q.pop_many(out, 1) == 1);
+  CHECK(out[0] == f[2]);
+  CHECK(q.urgent_hint());  // f[3] still waits at the front
+  q.push(f[4]);            // behind the backlog: changes nothing at the front
+  CHECK(q.pop_many(out, 2) == 2);
+  CHECK(out[0] == f[3]);
+  CHECK(out[1] == f[0]);
+  CHECK_FALSE(q.urgent_hint());
+  q.push_front_many(f, 1);
+  CHECK(q.urgent_hint());
+  q.clear();
+  CHECK_FALSE(q.urgent_hint());
 }
 
 TEST_CASE(

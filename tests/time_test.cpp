@@ -1,7 +1,12 @@
 // time_test.cpp: sleep_for, sleep_until and the timer heap.
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -121,6 +126,82 @@ TEST_CASE("a sleeping fiber is unwound at shutdown and its timer removed") {
     CHECK(unwound.load());
     test::check_teardown();
   }
+}
+
+// The netpoller thread held at the top of its cycle (introspect.hpp): 0 no
+// hold, 1 asked for, 2 holding; storing 0 releases it.
+namespace held_poller {
+std::atomic<int> state{0};
+void hook() {
+  int asked = 1;
+  if (!state.compare_exchange_strong(asked, 2)) return;
+  state.notify_all();
+  for (int s = 2; s == 2; s = state.load()) state.wait(2);
+}
+void release() {
+  state.store(0);
+  state.notify_all();
+}
+}  // namespace held_poller
+
+TEST_CASE(
+    "a worker about to wait on the network fires due timers while the netpoller gets no CPU") {
+  // A network-bound worker parks its fibers and never yields. Its due
+  // timers must still fire when the netpoller thread, which sleeps until
+  // the earliest deadline, waits for a CPU (all of them busy): here it is
+  // held at the top of its cycle, before it fires anything. The sleeper
+  // must be woken by the worker, before the hold ends. (Without the check
+  // before network waits it is woken only when the guard lets the netpoller
+  // go, unless the worker's every-61st-decision check happens to fall in
+  // the window.)
+  weft::detail::set_poller_cycle_hook(&held_poller::hook);
+  test::for_each_workers([](unsigned) {
+    int p[2];
+    REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+    held_poller::state.store(1);
+    // A guard, not a synchronisation: it only turns a sleeper that nobody
+    // fires into a failure instead of a hang.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::thread guard([&] {
+      std::unique_lock lk(mu);
+      cv.wait_for(lk, seconds(30), [&] { return done; });
+      held_poller::release();
+    });
+    // A far timer makes the netpoller start a new cycle (it sleeps to the
+    // earliest deadline), where the hook holds it.
+    weft::go([] { weft::sleep_for(hours(1)); });
+    test::await_parked(1);
+    while (held_poller::state.load() == 1)
+      held_poller::state.wait(1);  // blocks this worker briefly
+    std::atomic<std::int64_t> deadline{0};
+    std::atomic<bool> held_at_wake{false};
+    weft::go([&] {
+      const auto d = steady_clock::now() + milliseconds(1);
+      deadline.store(d.time_since_epoch().count());
+      weft::sleep_until(d);
+      held_at_wake.store(held_poller::state.load() == 2);
+      held_poller::release();
+      const char c = 'x';
+      CHECK(::write(p[1], &c, 1) == 1);
+    });
+    while (deadline.load() == 0) weft::yield();
+    // Spin past the deadline without a scheduling point, then wait.
+    while (steady_clock::now().time_since_epoch().count() <= deadline.load()) {
+    }
+    weft::net::wait_readable(p[0], steady_clock::now() + seconds(30));
+    CHECK(held_at_wake.load());
+    {
+      std::lock_guard lk(mu);
+      done = true;
+    }
+    cv.notify_all();
+    guard.join();
+    ::close(p[0]);
+    ::close(p[1]);
+  });
+  weft::detail::set_poller_cycle_hook(nullptr);
 }
 
 TEST_SUITE_END();

@@ -81,6 +81,13 @@ void set_offload_done_hook(void (*hook)()) noexcept;
 // weft. Set it only while no runtime runs.
 void set_party_check_hook(void (*hook)()) noexcept;
 
+// set_poller_cycle_hook: `hook` runs on the netpoller thread at the top
+// of each of its cycles, before it fires the timers that are due
+// (netpoll/poller.cpp). It may block that thread, standing for a netpoller
+// that gets no CPU, but must release it before run() returns, and must not
+// call into weft. nullptr removes it.
+void set_poller_cycle_hook(void (*hook)()) noexcept;
+
 // sysmon_sleeps_untimed: the running runtime's monitor sleeps (or is
 // about to) with no timed end: every processor was idle and nothing needed
 // timing, so it wakes only when poked. False with no runtime running.
