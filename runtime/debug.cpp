@@ -270,7 +270,7 @@ std::uint64_t fibers_parked_now() noexcept {
   runtime_pin pin;  // L1
   if (!pin) return 0;
   std::uint64_t n = 0;
-  g_sched->fibers.for_each_record([&](fiber* f) {
+  g_sched->fibers.for_each_resident_record([&](fiber* f) {
     if (f->state.load(std::memory_order_relaxed) == fiber_state::parked) ++n;
   });
   return n;

@@ -1,8 +1,9 @@
 #pragma once
 // fiber.hpp: the fiber record (Go's G).
 //
-// A record is 256 bytes and holds everything a fiber needs before it first
-// runs: its closure (inline when it fits), its id and start site. The stack
+// A record is 224 bytes in release builds (at most 256) and holds
+// everything a fiber needs before it first runs: its closure (inline when
+// it fits), its id and start site. The stack
 // is bound only when the fiber first runs (lazy binding): a million spawned
 // fibers that finish quickly share a handful of stacks.
 //

@@ -36,7 +36,7 @@ void fiber_pool::grow_locked() {
   free_.reserve(free_.size() + chunk_records);
   for (unsigned i = chunk_records; i-- > 0;) free_.push_back(&chunk[i]);
   chunks_[n] = chunk;
-  published_.store(n + 1, std::memory_order_release);  // pairs with for_each_record
+  published_.store(n + 1, std::memory_order_release);  // pairs with for_each_resident_record
   free_count_.fetch_add(chunk_records, std::memory_order_relaxed);
   total_.fetch_add(chunk_records, std::memory_order_relaxed);
 }

@@ -92,22 +92,15 @@ class fiber_pool {
   // ... and at most (the sort and madvise run on sysmon's thread: a few ms).
   static constexpr std::size_t scavenge_max_batch = 65536;
 
-  // for_each_record: visit every record ever allocated (live or free).
-  template <class Fn>
-  void for_each_record(Fn&& fn) {
-    const std::size_t n = published_.load(std::memory_order_acquire);  // pairs with grow_locked
-    for (std::size_t i = 0; i < n; ++i) {
-      fiber* chunk = chunks_[i];
-      for (unsigned j = 0; j < chunk_records; ++j) fn(&chunk[j]);
-    }
-  }
-
-  // for_each_resident_record: for_each_record, but skipping the records
-  // whose `state` lies on a page that is not resident (mincore): the
-  // scavenger released it, so the record is free, and reading it would
-  // fault the page back in (on some kernels, allocate it). For periodic
-  // diagnostics (the lock-cycle scan, dumps): a record that becomes live
-  // while the walk runs may be missed, like a fiber started a moment later.
+  // for_each_resident_record: visit every record ever allocated (live or
+  // free), but skip those whose `state` lies on a page that is not
+  // resident (mincore): the scavenger released it, so the record is free,
+  // and reading it would fault the page back in (on some kernels,
+  // allocate it). For periodic
+  // diagnostics (the lock-cycle scan, dumps, fibers_parked_now): a record
+  // that becomes live while the walk runs may be missed, like a fiber
+  // started a moment later. Exact where no other thread can take a record
+  // (the shutdown unwinder, runtime.cpp).
   template <class Fn>
   void for_each_resident_record(Fn&& fn) {
     const std::size_t n = published_.load(std::memory_order_acquire);  // pairs with grow_locked
@@ -168,7 +161,7 @@ class fiber_pool {
   std::atomic<std::uint64_t> cold_count_{0};
   std::atomic<std::uint64_t> total_{0};
   // chunks_[0, published_) are valid. Written under mu_; published_ is
-  // stored with release after the slot (pairs with for_each_record).
+  // stored with release after the slot (pairs with for_each_resident_record).
   fiber** chunks_ = nullptr;  // [max_chunks], allocated with the first chunk
   std::atomic<std::size_t> published_{0};
 };
