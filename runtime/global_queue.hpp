@@ -11,12 +11,12 @@
 // every decision taken on the hint is re-checked under mu_ or covered by
 // the K1/K3 handshake (scheduler.cpp).
 // urgent_: fibers pushed to the front (timer wakeups from the netpoller
-// thread) are still at the front. Written under mu_, read by every
-// scheduling decision without it (relaxed, pick_local): a stale true costs
-// one look at the queue, a stale false at most the 61-decision wait the
-// queue had before. It has a cache line of its own, written only by front
-// pushes and the pops that take them, so the per-decision read stays a hit
-// while other pushes and pops move size_.
+// thread) are still at the front. Written under mu_, read by every other
+// scheduling decision without it (relaxed, pick_local): a stale true
+// costs one look at the queue, a stale false at most the 61-decision wait
+// the queue had before. It has a cache line of its own, written only by
+// front pushes and the pops that take them, so the per-decision read stays
+// a hit while other pushes and pops move size_.
 
 #include <atomic>
 #include <cstddef>

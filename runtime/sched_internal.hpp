@@ -45,13 +45,15 @@ inline void wakep() noexcept {
 
 inline fiber* pick_local(processor* p) noexcept {
   ++p->tick;
-  if (p->tick % 61 == 0 || g_sched->gq.urgent_hint()) {
+  if (p->tick % 61 == 0 || ((p->tick & 1) != 0 && g_sched->gq.urgent_hint())) {
     // Fairness: the global queue, which local respawning could otherwise
-    // starve, and (at the next safe point) timers that are due. At once,
-    // not at the 61st decision, when a timer's fiber waits at the queue's
-    // front (the netpoller fired it): a backlog of 61 decisions of network
-    // work is milliseconds, and that was the worst lateness of a 1 ms
-    // ticker beside 1,000 busy hooked clients (perf/RESULTS.md).
+    // starve, and (at the next safe point) timers that are due. Within two
+    // decisions, not at the 61st, when a timer's fiber waits at the
+    // queue's front (the netpoller fired it): a backlog of 61 decisions of
+    // network work is milliseconds, and that was the worst lateness of a
+    // 1 ms ticker beside 1,000 busy hooked clients (perf/RESULTS.md). Only
+    // every other decision, so that a stream of timer wakeups cannot
+    // starve the local queue.
     p->check_timers = true;
     if (g_sched->gq.size_hint() != 0) {
       if (fiber* f = global_get(p, 1)) return f;
