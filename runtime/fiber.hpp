@@ -3,9 +3,9 @@
 //
 // A record is 224 bytes in release builds (at most 256) and holds
 // everything a fiber needs before it first runs: its closure (inline when
-// it fits), its id and start site. The stack
-// is bound only when the fiber first runs (lazy binding): a million spawned
-// fibers that finish quickly share a handful of stacks.
+// it fits), its id and start site. The stack is bound only when the fiber
+// first runs (lazy binding): a million spawned fibers that finish quickly
+// share a handful of stacks.
 //
 // Records are type-stable: they live in chunks that are never freed while a
 // runtime runs (fiber_pool.hpp), so a dump may read any record at any time;

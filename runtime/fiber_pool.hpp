@@ -96,11 +96,10 @@ class fiber_pool {
   // free), but skip those whose `state` lies on a page that is not
   // resident (mincore): the scavenger released it, so the record is free,
   // and reading it would fault the page back in (on some kernels,
-  // allocate it). For periodic
-  // diagnostics (the lock-cycle scan, dumps, fibers_parked_now): a record
-  // that becomes live while the walk runs may be missed, like a fiber
-  // started a moment later. Exact where no other thread can take a record
-  // (the shutdown unwinder, runtime.cpp).
+  // allocate it). For periodic diagnostics (the lock-cycle scan, dumps,
+  // fibers_parked_now): a record that becomes live while the walk runs may
+  // be missed, like a fiber started a moment later. Exact where no other
+  // thread can take a record (the shutdown unwinder, runtime.cpp).
   template <class Fn>
   void for_each_resident_record(Fn&& fn) {
     const std::size_t n = published_.load(std::memory_order_acquire);  // pairs with grow_locked

@@ -74,10 +74,10 @@ inline fiber* pick_local(processor* p) noexcept {
 // that are due itself (timers.hpp), so they stay punctual when the poller
 // thread gets no CPU. Only where the caller is between operations: in
 // yield, in a finishing fiber and on g0, and (fire_timers_before_wait,
-// switch.cpp) before a fiber waits on the netpoller. Not in park: the parking fiber
-// holds the lock its park releases, and a fiber just resumed from park is
-// still inside its channel, select or lock operation, whose objects a
-// timer callback (an after() channel's send) may touch.
+// switch.cpp) before a fiber waits on the netpoller. Not in park: the
+// parking fiber holds the lock its park releases, and a fiber just resumed
+// from park is still inside its channel, select or lock operation, whose
+// objects a timer callback (an after() channel's send) may touch.
 inline void fire_timers(processor* p) noexcept {
   if (!p->check_timers) return;
   p->check_timers = false;
