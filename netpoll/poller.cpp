@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "netpoll/netpoll.hpp"
+#include "runtime/os_thread.hpp"
 #include "runtime/sched_ops.hpp"
 #include "runtime/sys.hpp"
 #include "runtime/timers.hpp"
@@ -54,7 +55,7 @@ void poller::start(unsigned nprocs_total, bool worker_poll) {
   // The object serves every run: forget the last run's thread and wakeup.
   tid_.store(0, std::memory_order_relaxed);
   wake_pending_.store(false, std::memory_order_relaxed);
-  thread_ = std::thread([this] { loop(); });
+  thread_ = start_os_thread([this] { loop(); });
 }
 
 void poller::stop() noexcept {

@@ -68,6 +68,7 @@
 #include <vector>
 
 #include "runtime/locks.hpp"
+#include "runtime/os_thread.hpp"
 #include "runtime/sched_internal.hpp"
 #include "runtime/scheduler.hpp"
 #include "weft/blocking.hpp"
@@ -183,7 +184,7 @@ void spawner_main() {
     lk.unlock();
     std::thread t;
     try {
-      t = std::thread(helper_main);
+      t = start_os_thread(helper_main);
     } catch (...) {
     }
     lk.lock();
@@ -210,7 +211,7 @@ void spawner_main() {
 void submit(offload_call* c) {
   os_lock lk(g_pool.mu);
   if (!g_pool.spawner.joinable()) {
-    g_pool.spawner = std::thread(spawner_main);
+    g_pool.spawner = start_os_thread(spawner_main);
     g_pool.helpers.fetch_add(1, std::memory_order_relaxed);
     g_sched->live_threads.fetch_add(1, std::memory_order_relaxed);
   }

@@ -103,6 +103,7 @@
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/netpoll_contract.hpp"
+#include "runtime/os_thread.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/sysmon.hpp"
 #include "weft/debug.hpp"
@@ -683,6 +684,13 @@ long worker_tid() noexcept {
 unsigned idle_processors() noexcept {
   scheduler* s = g_sched;
   return s != nullptr ? static_cast<unsigned>(s->npidle.load(std::memory_order_acquire)) : 0;
+}
+
+bool runtime_threads_entered() noexcept {
+  // O1: entered first. Equal counts then mean no thread was created between
+  // the two loads, and every thread created before them has entered.
+  const std::uint64_t entered = g_os_threads_entered.load(std::memory_order_acquire);
+  return entered == g_os_threads_started.load(std::memory_order_relaxed);
 }
 
 bool sysmon_sleeps_untimed() noexcept {

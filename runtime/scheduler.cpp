@@ -62,6 +62,7 @@
 #include "runtime/asym_fence.hpp"
 #include "runtime/futex.hpp"
 #include "runtime/netpoll_contract.hpp"
+#include "runtime/os_thread.hpp"
 #include "runtime/sched_internal.hpp"
 #include "weft/blocking.hpp"
 #include "weft/detail/check.hpp"
@@ -157,7 +158,7 @@ void newm(processor* p, bool spinning) {
   }
   m->rng = 0x9E3779B97F4A7C15ull * (m->id + 1);
   g_sched->live_threads.fetch_add(1, std::memory_order_relaxed);
-  m->thread = std::thread(machine_main, m);
+  m->thread = start_os_thread([m] { machine_main(m); });
 }
 
 // signal_if_all_idle: shutdown waits for every machine to be idle and no

@@ -83,6 +83,7 @@
 
 #include "runtime/debug_internal.hpp"
 #include "runtime/futex.hpp"
+#include "runtime/os_thread.hpp"
 #include "runtime/scheduler.hpp"
 #include "runtime/sys.hpp"
 #include "weft/detail/introspect.hpp"
@@ -540,7 +541,7 @@ void loop(scheduler& s) {
 void sysmon_start(scheduler& s) {
   s.sysmon.watch.assign(s.np_total, p_watch{});
   s.sysmon.stop.store(false, std::memory_order_relaxed);
-  s.sysmon.thread = std::thread([&s] { loop(s); });
+  s.sysmon.thread = start_os_thread([&s] { loop(s); });
 }
 
 void sysmon_stop(scheduler& s) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "net_support.hpp"
+#include "weft/detail/introspect.hpp"
 
 using namespace nt;
 
@@ -172,10 +173,10 @@ TEST_CASE("accept backs off at EMFILE without spinning and serves again once des
             listener ln = weft::net::listen("127.0.0.1:0");
             std::vector<conn> cs;  // connected by the kernel, waiting in the backlog
             for (int i = 0; i < clients; ++i) cs.push_back(weft::net::dial(ln.address()));
-            // A timer needs the poller thread: once this sleep returns, every
-            // kind of runtime thread has started. (A thread starting with no
-            // descriptor left trips UBSan's vptr check, which needs a pipe.)
-            weft::sleep_for(1ms);
+            // Every runtime thread must be inside its own code before the
+            // descriptors run out: a thread starting with none left trips
+            // UBSan's vptr check, which needs a pipe (runtime/os_thread.hpp).
+            while (!weft::detail::runtime_threads_entered()) weft::sleep_for(1ms);
             // Lower the limit so that exactly `room` descriptor numbers are
             // free below it (new descriptors take the lowest free number).
             const std::vector<int> fds = open_fds();

@@ -46,6 +46,12 @@ struct memory_report {
 };
 memory_report memory() noexcept;
 
+// runtime_threads_entered: true when every OS thread the runtime has
+// started (workers, netpoller, sysmon, blocking() pool) has begun running
+// its own code (runtime/os_thread.hpp O1). A test that is about to use up
+// the process's descriptors waits for this first.
+bool runtime_threads_entered() noexcept;
+
 // idle_processors: processors on the idle list (0 outside a run). A
 // processor counted here has finished putting itself there (acquire).
 unsigned idle_processors() noexcept;
