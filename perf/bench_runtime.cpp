@@ -27,6 +27,7 @@ bench::result spawn(bench::params& p) {
         for (int round = 0; round < 2; ++round) {
           weft::wait_group wg;
           const double faults0 = bench::minor_faults();
+          const auto steals0 = weft::stats().steals;
           const auto t0 = clk::now();
           wg.add(static_cast<int>(p.n));
           for (std::uint64_t i = 0; i < p.n; ++i) weft::go([&wg] { wg.done(); });
@@ -36,6 +37,7 @@ bench::result spawn(bench::params& p) {
           if (round == 0) {
             r.value = ns;
             r.extra["minor_faults"] = faults;
+            r.extra["steals"] = static_cast<double>(weft::stats().steals - steals0);
           } else {
             r.extra["second_round"] = ns;
             r.extra["second_round_faults"] = faults;

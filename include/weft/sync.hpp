@@ -173,7 +173,13 @@ class condition_variable {
 // sync.WaitGroup). add(n) before starting work, done() when each finishes,
 // wait() until the counter is zero. A negative counter throws
 // std::logic_error and leaves the counter unchanged.
-class wait_group {
+//
+// A wait_group has a cache line to itself (alignas(64)): done() is called
+// from fibers on every worker, and a wait_group declared on the stack of
+// the fiber that starts the work would otherwise share its line with that
+// fiber's busiest stack slots, so that each done() missed (perf/RESULTS.md,
+// "Small thefts").
+class alignas(64) wait_group {
  public:
   wait_group() = default;
   wait_group(const wait_group&) = delete;
