@@ -41,6 +41,10 @@ enum class p_status : std::uint32_t {
 };
 
 inline constexpr std::uint32_t local_queue_size = 256;
+// The global queue's length at which a fiber that has spawned more than a
+// ring's worth in one run yields when its ring spills into it (runtime.cpp,
+// "Spawn backlog"): half of the record chunk a run starts with.
+inline constexpr std::size_t spawn_backlog_max = 4096;
 
 // Per-processor counters: written only by the holder (relaxed load + store,
 // no read-modify-write), read by stats() from any thread.
@@ -102,6 +106,13 @@ struct processor {
   std::uint32_t tick = 0;                   // scheduling decisions, for the 61-tick global check
   std::uint32_t next_streak = 0;            // consecutive picks from runq.next
   bool check_timers = false;                // fire due timers at the next safe point
+  // Spawn backlog (runtime.cpp): go() calls by the running fiber since it
+  // was switched in (counted in spawn_run while schedtick equals
+  // spawn_tick), and whether this ring has spilled into a global queue of
+  // spawn_backlog_max fibers since the last go().
+  std::uint64_t spawn_tick = ~std::uint64_t{0};
+  std::uint32_t spawn_run = 0;
+  bool spawn_backlog = false;
 
   // Read by sysmon without a lock (relaxed): it only compares snapshots.
   std::atomic<std::uint64_t> schedtick{0};    // bumped at every switch (also the stat)

@@ -640,6 +640,30 @@ void launch_fiber(fiber* f, const closure_ops* ops, const char* file, unsigned l
   // A loop spawning fibers is a loop without scheduling points: let it
   // yield here when sysmon asks (park.hpp), like a channel operation.
   preempt_point();
+  // Spawn backlog: a spawner that outruns the workers running what it
+  // spawns makes every queued fiber's record live at once (a million
+  // spawns, a million records: 220 MB of fresh pages, each page a fault).
+  // When its ring spills into a global queue of spawn_backlog_max fibers
+  // after it has spawned more than a ring's worth since it was switched
+  // in, it yields to the global queue's tail, and its worker runs what it
+  // queued (its ring, then the global queue) before it spawns more. Only
+  // such a fiber: one that starts a few children and then waits for them
+  // (skynet's nodes) must not yield to them, or they run first and park
+  // holding stacks, which costs more than records (perf/RESULTS.md,
+  // "Spawn backlog").
+  m = current_m();
+  processor* p = m->p;
+  if (p == nullptr || m->in_blocking) return;
+  const std::uint64_t tick = p->schedtick.load(std::memory_order_relaxed);
+  if (p->spawn_tick != tick) {
+    p->spawn_tick = tick;
+    p->spawn_run = 0;
+  }
+  ++p->spawn_run;
+  if (p->spawn_backlog) {
+    p->spawn_backlog = false;
+    if (p->spawn_run > local_queue_size) yield_behind_global();
+  }
 }
 
 void discard_fiber(fiber* f) noexcept {

@@ -53,6 +53,10 @@ void ready_spawned(fiber* f) noexcept;
 // saved. Throws fiber_unwind at shutdown.
 void park_current(switch_action release, wait_reason why, const void* obj, std::int64_t note = 0);
 void yield_current();
+// yield_behind_global: yield, and queue the caller at the global queue's
+// tail rather than on its own ring, behind what it queued there (a
+// spawner over the spawn backlog, runtime.cpp).
+void yield_behind_global();
 // fire_timers_before_wait: the running fiber is about to wait on the
 // netpoller and holds no lock a timer callback takes (a descriptor's
 // direction lock is below the timers lock, timers.hpp): fire the timers

@@ -70,6 +70,7 @@ void runq_put(processor* p, fiber* f, bool next) noexcept {
   const std::uint32_t n = p->runq.take_half(batch);
   batch[n] = f;
   g_sched->gq.push_many(batch, n + 1);
+  if (g_sched->gq.size_hint() >= spawn_backlog_max) p->spawn_backlog = true;  // runtime.cpp
 }
 
 // ---- after-switch actions ----
@@ -78,6 +79,8 @@ void requeue_action(void* arg) {
   machine* m = current_m();
   runq_put(m->p, static_cast<fiber*>(arg), false);
 }
+
+void requeue_global_action(void* arg) { g_sched->gq.push(static_cast<fiber*>(arg)); }
 
 void recycle_action(void* arg) {
   auto* f = static_cast<fiber*>(arg);
@@ -369,7 +372,9 @@ void park_current(switch_action release, wait_reason why, const void* obj, std::
   if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
 }
 
-void yield_current() {
+namespace {
+
+void yield_impl(bool behind_global) {
   machine* m = current_m();
   if (m == nullptr || m->curg == nullptr || m->in_blocking) {
     std::this_thread::yield();  // not a fiber (or inside blocking): yield the thread
@@ -397,9 +402,16 @@ void yield_current() {
   check_stack(self, __builtin_frame_address(0));
   transition(self, fiber_state::running, fiber_state::runnable);
   prepare_run(m, p, next);
-  switch_to(m->ts, self->ctx, next->ctx, {&requeue_action, self});
+  switch_to(m->ts, self->ctx, next->ctx,
+            {behind_global ? &requeue_global_action : &requeue_action, self});
   if (self->unwinding && std::uncaught_exceptions() == 0) throw_unwind(self);
 }
+
+}  // namespace
+
+void yield_current() { yield_impl(false); }
+
+void yield_behind_global() { yield_impl(true); }
 
 void fire_timers_before_wait() noexcept {
   const machine* m = current_m();

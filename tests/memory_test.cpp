@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "support.hpp"
 
@@ -131,8 +132,10 @@ TEST_CASE(
     "the records of 200,000 fibers spawned at once go back to the OS, all but a fifth of what "
     "they added or within 1.5x of the RSS before them, and shutting down does not fault them "
     "back in") {
-  // No hog hand-off: the spawning loop never yields, so at one worker all
-  // the records (224 bytes each in release builds, 45 MB) are live at once.
+  // The records are made live at once by a plain thread that spawns them
+  // while the one worker is blocked joining it (224 bytes each in release
+  // builds, 45 MB); a fiber spawning in a loop would yield to them once the
+  // global queue held a few thousand (the next test).
   fast_scavenger fast;
   constexpr int n = test::sanitized ? 50000 : 200000;
   for (unsigned w : {1u, 2u, 8u}) {
@@ -153,7 +156,10 @@ TEST_CASE(
           before = rss_bytes();
           weft::wait_group wg;
           wg.add(n);
-          for (int i = 0; i < n; ++i) weft::go([&wg] { wg.done(); });
+          std::thread spawner([&] {
+            for (int i = 0; i < n; ++i) weft::go([&wg] { wg.done(); });
+          });
+          spawner.join();  // blocks this worker: at w == 1 nothing runs meanwhile
           peak = rss_bytes();
           wg.wait();
           if (test::sanitized) {
@@ -203,6 +209,35 @@ TEST_CASE(
       CHECK(now <= limit());
     }
   }
+}
+
+// A fiber that spawns in a loop faster than the workers run what it
+// spawns yields once the global queue holds spawn_backlog_max (4,096)
+// fibers (runtime.cpp, "Spawn backlog"), so their records are not all live
+// at once. Without it all n are alive at the end of the loop at one worker.
+TEST_CASE(
+    "a fiber spawning in a loop does not run ahead of its workers by more than a bounded "
+    "backlog") {
+  constexpr int n = test::sanitized ? 30000 : 100000;
+  // The global queue's bound, the spawner's ring and `next`, what other
+  // workers hold in their rings and what they are running.
+  constexpr long bound = 4096 + 129 + 257 + 8 * 260;
+  test::for_each_workers([&](unsigned w) {
+    std::atomic<long> finished{0};
+    long most = 0;
+    weft::wait_group wg;
+    wg.add(n);
+    for (long i = 1; i <= n; ++i) {
+      weft::go([&] {
+        finished.fetch_add(1, std::memory_order_relaxed);
+        wg.done();
+      });
+      most = std::max(most, i - finished.load(std::memory_order_relaxed));
+    }
+    wg.wait();
+    INFO("workers ", w, ": at most ", most, " fibers spawned and not finished");
+    CHECK(most <= bound);
+  });
 }
 
 TEST_CASE("the scavenger never gives back a stack a parked fiber is using") {
