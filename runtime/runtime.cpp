@@ -653,7 +653,7 @@ void launch_fiber(fiber* f, const closure_ops* ops, const char* file, unsigned l
   // "Spawn backlog").
   m = current_m();
   processor* p = m->p;
-  if (p == nullptr || m->in_blocking) return;
+  if (p == nullptr || m->in_blocking || m->curg == nullptr) return;
   const std::uint64_t tick = p->schedtick.load(std::memory_order_relaxed);
   if (p->spawn_tick != tick) {
     p->spawn_tick = tick;
@@ -662,7 +662,14 @@ void launch_fiber(fiber* f, const closure_ops* ops, const char* file, unsigned l
   ++p->spawn_run;
   if (p->spawn_backlog) {
     p->spawn_backlog = false;
-    if (p->spawn_run > local_queue_size) yield_behind_global();
+    if (p->spawn_run > local_queue_size) {
+      try {
+        yield_behind_global();
+      } catch (...) {
+        // Shutdown: the unwind resurfaces at this fiber's next park, as
+        // after a preemption (park.cpp).
+      }
+    }
   }
 }
 
